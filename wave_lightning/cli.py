@@ -1,0 +1,124 @@
+"""`wave-lightning`: a LightningCLI over the layers, tasks and data of this package."""
+
+import importlib
+import sys
+from pathlib import Path
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
+from lightning.pytorch.loggers import CSVLogger, Logger
+from torch.optim import Optimizer
+
+from .console import EpochLines
+from .tasks import SequenceTask
+
+
+def default_loggers(root: str) -> list[Logger]:
+    """CSV logs in the run directory, and TensorBoard beside them when it is installed."""
+    loggers: list[Logger] = [CSVLogger(root, name="", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(root, name="tensorboard", version=""))
+    except ModuleNotFoundError:
+        pass
+    return loggers
+
+
+def class_name(config, key: str) -> str:
+    """The class name in a class_path config value, or `key` when there is none."""
+    path = getattr(config, "class_path", None) if config is not None else None
+    return path.rsplit(".", 1)[-1] if path else key
+
+
+class WaveCLI(LightningCLI):
+    """LightningCLI with the run directory, checkpoints, loggers and data links of this package.
+
+    A run lives in trainer.default_root_dir (default runs/<Data>-<Layer>): config.yaml,
+    metrics.csv, tensorboard/ and checkpoints/ (best and last.ckpt, so `--ckpt_path last`
+    resumes it).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault(
+            "trainer_defaults",
+            {"enable_progress_bar": sys.stderr.isatty(), "callbacks": [EpochLines()]},
+        )
+        kwargs.setdefault("parser_kwargs", {"prog": "wave-lightning"})
+        super().__init__(
+            SequenceTask,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_optimizer_args((Optimizer,))
+        parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,
+                "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}},
+            }
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="after fit, test the best checkpoint (by checkpoint.monitor) on the test set",
+        )
+        parser.link_arguments(
+            "data.input_size", "model.init_args.layer.init_args.input_size", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.output_size", "model.init_args.output_size", apply_on="instantiate"
+        )
+        parser.link_arguments("data.seq_len", "model.init_args.seq_len", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.default_root_dir is None:
+            data = class_name(config.data, "data")
+            layer = class_name(config.model.init_args.get("layer"), "layer")
+            config.trainer.default_root_dir = str(Path("runs") / f"{data}-{layer}")
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = str(Path(config.trainer.default_root_dir) / "checkpoints")
+
+    def instantiate_trainer(self, **kwargs):
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") in (None, True):
+            kwargs["logger"] = default_loggers(trainer_config["default_root_dir"])
+        return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        checkpoint = self.trainer.checkpoint_callback
+        if self.config.fit.test_after_fit and not self.trainer.interrupted:
+            best = checkpoint.best_model_path if checkpoint is not None else ""
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        if self.trainer.is_global_zero and checkpoint is not None:
+            print(f"logs: {self.trainer.log_dir}", flush=True)
+            print(
+                f"checkpoints: {checkpoint.dirpath} (last: {checkpoint.last_model_path}, "
+                f"best: {checkpoint.best_model_path})",
+                flush=True,
+            )
+
+
+COMMANDS = {
+    "sweep": "wave_lightning.sweep.cli",
+    "analyze": "wave_lightning.analysis.cli",
+}
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of `wave-lightning`: LightningCLI subcommands, plus `sweep` and `analyze`."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv and argv[0] in COMMANDS:
+        importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+        return
+    WaveCLI(args=argv)

@@ -1,0 +1,8 @@
+"""Recurrent layers in pure PyTorch: `output, h_n = layer(x, h0=None)`, batch first."""
+
+from .dense import IRNN
+from .gated import GRU, LSTM
+from .local import LocalRNN
+from .wave import WaveRNN
+
+__all__ = ["GRU", "IRNN", "LSTM", "LocalRNN", "WaveRNN"]

@@ -1,0 +1,40 @@
+"""IRNN: a dense recurrent matrix (Le et al. 2015), with the paper's shift (Sigma) init."""
+
+import torch
+from torch import nn
+
+from .base import SimpleRecurrence
+from .options import RECURRENT_INITS, check_choice, check_positive
+
+
+@torch.no_grad()
+def init_dense_(layer: nn.Linear, init: str) -> None:
+    """identity: U = I; shift: U moves unit i to i+1 around one ring (a permutation); both with
+    zero bias. random: nn.Linear's default."""
+    check_choice("recurrent_init", init, RECURRENT_INITS)
+    if init == "random":
+        layer.reset_parameters()
+        return
+    eye = torch.eye(layer.weight.shape[0])
+    layer.weight.copy_(eye.roll(1, dims=0) if init == "shift" else eye)
+    layer.bias.zero_()
+
+
+class IRNN(SimpleRecurrence):
+    """Dense simple RNN; recurrent_init "identity" is the iRNN, "shift" the paper's Sigma-init."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        recurrent_init: str = "identity",
+        input_init: str = "default",
+        activation: str = "relu",
+        freeze_recurrent: bool = False,
+        freeze_input: bool = False,
+    ) -> None:
+        check_positive("hidden_size", hidden_size)
+        super().__init__(input_size, hidden_size, hidden_size, input_init, activation, freeze_input)
+        self.recurrent = nn.Linear(hidden_size, hidden_size)
+        init_dense_(self.recurrent, recurrent_init)
+        self.recurrent.requires_grad_(not freeze_recurrent)

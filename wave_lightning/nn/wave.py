@@ -1,0 +1,59 @@
+"""WaveRNN: rings of hidden units coupled by a circular convolution with tied weights."""
+
+from torch import Tensor, nn
+
+from .base import SimpleRecurrence
+from .init import init_ring_kernel_
+from .options import check_positive
+
+
+def check_ring(n_hid: int, n_ch: int, kernel_size: int) -> None:
+    """Raise a ValueError unless the ring sizes and the kernel fit together."""
+    check_positive("n_hid", n_hid)
+    check_positive("n_ch", n_ch)
+    check_positive("kernel_size", kernel_size)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+    if n_hid < kernel_size:
+        raise ValueError(f"n_hid ({n_hid}) must be at least kernel_size ({kernel_size})")
+
+
+class RingConv(nn.Module):
+    """U h + b for states (B, n_ch * n_hid): a circular Conv1d over each ring (the paper's form)."""
+
+    def __init__(self, n_hid: int, n_ch: int, kernel_size: int, init: str) -> None:
+        super().__init__()
+        self.n_hid, self.n_ch = n_hid, n_ch
+        self.conv = nn.Conv1d(
+            n_ch, n_ch, kernel_size, padding=kernel_size // 2, padding_mode="circular"
+        )
+        init_ring_kernel_(self.conv.weight, self.conv.bias, init)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.conv(h.view(-1, self.n_ch, self.n_hid)).view(h.shape)
+
+
+class WaveRNN(SimpleRecurrence):
+    """The wRNN: n_ch rings of n_hid units (hidden_size = n_ch * n_hid), stored ring by ring.
+
+    With recurrent_init="shift", input_init="single" and ReLU, an input pulse enters unit 0 of
+    every ring and travels one unit per step around it without decay.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        n_hid: int,
+        n_ch: int = 1,
+        kernel_size: int = 3,
+        recurrent_init: str = "shift",
+        input_init: str = "single",
+        activation: str = "relu",
+        freeze_recurrent: bool = False,
+        freeze_input: bool = False,
+    ) -> None:
+        check_ring(n_hid, n_ch, kernel_size)
+        super().__init__(input_size, n_ch * n_hid, n_hid, input_init, activation, freeze_input)
+        self.n_hid, self.n_ch, self.kernel_size = n_hid, n_ch, kernel_size
+        self.recurrent = RingConv(n_hid, n_ch, kernel_size, recurrent_init)
+        self.recurrent.requires_grad_(not freeze_recurrent)

@@ -1,0 +1,13 @@
+"""LightningModules: one per kind of objective, each taking a recurrent layer."""
+
+from .base import NonFiniteLossError, SequenceTask
+from .classification import PerStepClassification, SequenceClassification
+from .regression import Regression
+
+__all__ = [
+    "NonFiniteLossError",
+    "PerStepClassification",
+    "Regression",
+    "SequenceClassification",
+    "SequenceTask",
+]

@@ -1,0 +1,88 @@
+"""What every objective shares: the model, the loss loop, the non-finite guard, loss logging."""
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection
+
+from ..models import SequenceModel
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss or gradient; nothing after it is saved."""
+
+
+class SequenceTask(LightningModule):
+    """A sequence model trained on one objective; subclasses define the loss and metrics.
+
+    `layer` is any recurrent layer of wave_lightning.nn (class_path/init_args in a config);
+    output_size and seq_len are linked from the DataModule by the CLI.
+    """
+
+    read_from = "last"
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        output_size: int,
+        readout: str = "linear",
+        mlp_hidden: int = 100,
+        seq_len: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = SequenceModel(layer, output_size, readout, self.read_from, mlp_hidden)
+        self.eval_metrics = nn.ModuleDict(
+            {stage: self.make_metrics(stage) for stage in ("val", "test")}
+        )
+        self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+
+    def make_metrics(self, stage: str) -> MetricCollection:
+        """torchmetrics logged as f"{stage}/<name>"."""
+        raise NotImplementedError
+
+    def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = self.loss(self(x), y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped, "
+                "the last good checkpoint is kept"
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()):
+            raise NonFiniteLossError(
+                f"non-finite gradient at step {self.global_step} (epoch {self.current_epoch}); "
+                "training stopped, the last good checkpoint is kept"
+            )
+
+    def evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+        x, y = batch
+        prediction = self(x)
+        self.eval_loss[stage].update(self.loss(prediction, y), weight=x.shape[0])
+        self.eval_metrics[stage].update(*self.metric_inputs(prediction, y))
+        self.log(f"{stage}/loss", self.eval_loss[stage], prog_bar=True)
+        self.log_dict(self.eval_metrics[stage], prog_bar=True)
+
+    def metric_inputs(self, prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        return prediction, target
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.evaluate(batch, "test")
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self(batch[0])
