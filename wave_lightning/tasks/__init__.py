@@ -2,6 +2,7 @@
 
 from .base import NonFiniteLossError, SequenceTask
 from .classification import PerStepClassification, SequenceClassification
+from .loading import load_task
 from .regression import Regression
 
 __all__ = [
@@ -10,4 +11,5 @@ __all__ = [
     "Regression",
     "SequenceClassification",
     "SequenceTask",
+    "load_task",
 ]
