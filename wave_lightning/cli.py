@@ -121,4 +121,4 @@ def main(args: list[str] | None = None) -> None:
     if argv and argv[0] in COMMANDS:
         importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
         return
-    WaveCLI(args=argv)
+    WaveCLI(args=args)

@@ -33,8 +33,10 @@ class BatchIndexSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self):
+        # A generator, so the epoch is read at the first batch: after a resume Lightning creates
+        # the iterator before it calls set_epoch.
         start = self.epoch * self.num_batches
-        return iter(range(start, start + self.num_batches))
+        yield from range(start, start + self.num_batches)
 
     def __len__(self) -> int:
         return self.num_batches

@@ -1,0 +1,220 @@
+"""The wave-lightning command: configs, print_config round trip, resume, errors, NaN guard."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from wave_lightning.cli import main
+from wave_lightning.tasks import NonFiniteLossError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((ROOT / "conf" / "experiment").glob("*.yaml"))
+TINY = [
+    "--data.batch_size", "8", "--data.train_batches", "3",
+    "--data.val_size", "16", "--data.test_size", "16",
+]  # fmt: skip
+TINY_WAVE = [
+    "--config",
+    str(ROOT / "conf/data/copy.yaml"),
+    "--config",
+    str(ROOT / "conf/model/wrnn.yaml"),
+    "--data.delay",
+    "2",
+    "--model.layer.init_args.n_hid",
+    "8",
+    "--model.layer.init_args.n_ch",
+    "2",
+    *TINY,
+]
+
+
+def test_there_is_an_experiment_per_table_row():
+    names = {p.stem for p in EXPERIMENTS}
+    copy_rows = {
+        "copy_wrnn",
+        "copy_wrnn_no_v_init",
+        "copy_wrnn_no_shift_init",
+        "copy_wrnn_no_init",
+        "copy_irnn",
+        "copy_irnn_sigma_init",
+        "copy_irnn_sigma_v_init",
+    }
+    assert copy_rows | {"adding_wrnn", "adding_irnn"} <= names
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_runs_a_fast_dev_run(config, tmp_path):
+    main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.fast_dev_run",
+            "1",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--data.batch_size",
+            "4",
+        ]
+    )
+
+
+def print_config(args, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return capsys.readouterr().out
+
+
+def test_print_config_round_trips(tmp_path, capsys):
+    config = ROOT / "conf/experiment/copy_wrnn.yaml"
+    printed = print_config(["--config", str(config), "--model.layer.init_args.n_ch", "3"], capsys)
+    saved = tmp_path / "printed.yaml"
+    saved.write_text(printed)
+    assert print_config(["--config", str(saved)], capsys) == printed
+    parsed = yaml.safe_load(printed)
+    assert parsed["model"]["init_args"]["layer"]["init_args"]["n_ch"] == 3
+    assert parsed["data"]["init_args"]["delay"] == 30
+    main(
+        [
+            "fit",
+            "--config",
+            str(saved),
+            "--trainer.fast_dev_run",
+            "1",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--data.batch_size",
+            "4",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--model.layer.init_args.n_chan", "3"],
+        ["--data.init_args.delai", "3"],
+        ["--trainer.max_stepz", "3"],
+    ],
+)
+def test_unknown_config_keys_are_errors_naming_the_key(bad, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *TINY_WAVE, *bad])
+    assert exit_info.value.code != 0
+    key = bad[0].rsplit(".", 1)[-1]
+    assert key in capsys.readouterr().err
+
+
+def test_unknown_key_in_a_config_file(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("model:\n  init_args:\n    layer:\n      init_args:\n        ringz: 3\n")
+    with pytest.raises(SystemExit):
+        main(["fit", *TINY_WAVE, "--config", str(config)])
+    assert "ringz" in capsys.readouterr().err
+
+
+def test_bad_layer_argument_value_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="recurrent_init='spiral' is not allowed"):
+        main(
+            [
+                "fit",
+                *TINY_WAVE,
+                "--model.layer.init_args.recurrent_init",
+                "spiral",
+                "--trainer.default_root_dir",
+                str(tmp_path),
+            ]
+        )
+
+
+def test_a_run_writes_config_logs_and_checkpoints(tmp_path, capsys):
+    main(
+        [
+            "fit",
+            *TINY_WAVE,
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.log_every_n_steps",
+            "1",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert f"checkpoints: {tmp_path / 'checkpoints'}" in out
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "checkpoints/last.ckpt").exists()
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "val/loss", "val/acc", "test/acc", "test/loss"} <= set(header)
+    assert "epoch 1 step 6:" in out  # plain per-epoch lines when not on a terminal
+    hparams = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)["hyper_parameters"]
+    assert hparams["layer"]["init_args"]["input_size"] == 10  # linked from the data
+    assert (hparams["output_size"], hparams["seq_len"]) == (10, 22)
+
+
+def final_weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints/last.ckpt", weights_only=False)["state_dict"]
+
+
+def cli(args, env=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "wave_lightning", "fit", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumed_from_last_ckpt_ends_with_the_same_weights(tmp_path):
+    args = [*TINY_WAVE, "--trainer.max_epochs", "4", "--test_after_fit", "false"]
+    full = cli([*args, "--trainer.default_root_dir", str(tmp_path / "full")])
+    assert full.returncode == 0, full.stderr
+    crash = [*args, "--trainer.default_root_dir", str(tmp_path / "crash")]
+    killed = cli(
+        [*crash, "--trainer.callbacks+=tests.helpers.KillAtEpoch", "--trainer.callbacks.epoch", "2"]
+    )
+    assert killed.returncode == -9
+    assert torch.load(tmp_path / "crash/checkpoints/last.ckpt", weights_only=False)["epoch"] == 1
+    resumed = cli([*crash, "--ckpt_path", "last"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Restoring states from the checkpoint" in resumed.stdout + resumed.stderr
+    a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "crash")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_good_checkpoint(tmp_path):
+    args = [
+        "--data",
+        "tests.helpers.NaNAddingTask",
+        "--data.nan_from_batch",
+        "4",
+        "--data.seq_len",
+        "6",
+        *TINY,
+        "--model",
+        "wave_lightning.tasks.Regression",
+        "--model.layer",
+        "wave_lightning.nn.WaveRNN",
+        "--model.layer.n_hid",
+        "4",
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
+    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step 4 \(epoch 1"):
+        main(["fit", *args])
+    last = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)
+    assert last["global_step"] == 3
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
