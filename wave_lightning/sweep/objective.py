@@ -41,14 +41,21 @@ def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> A
 
 
 def fit_command(sweep: Sweep, params: dict, run_dir: Path, trial_number: int) -> list[str]:
-    """The `wave-lightning fit` command of a trial: base configs, the factors, its directory."""
+    """The `wave-lightning fit` command of a trial.
+
+    Order, later winning: base configs, config-file factors, the sweep's args, searched values,
+    the seed, the run directory, the reporting callback, and `--ckpt_path last` on a retry.
+    """
     command = [sys.executable, "-m", "wave_lightning", "fit"]
     for config in sweep.configs:
         command += ["--config", str(config)]
-    factors = {f.name: f for f in sweep.factors}
-    for name in sorted(factors, key=lambda n: not factors[n].config_files):
-        command += factors[name].fit_args(params[name])
-    command += sweep.args
+    files = [f for f in sweep.factors if f.config_files]
+    for factor in files:
+        command += factor.fit_args(params[factor.name])
+    command += sweep.args  # after the config factors, before the searched values
+    for factor in sweep.factors:
+        if not factor.config_files:
+            command += factor.fit_args(params[factor.name])
     command += ["--seed_everything", str(params[SEED_PARAM])]
     command += ["--trainer.default_root_dir", str(run_dir)]
     command += ["--trainer.callbacks+=wave_lightning.sweep.reporter.TrialReporter"]
