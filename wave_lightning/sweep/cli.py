@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of `wave-lightning sweep ...`."""
     args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
     try:
         if args.command == "run":
             sys.exit(run(args))

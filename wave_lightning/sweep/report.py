@@ -122,9 +122,15 @@ def metric_columns(trials: list[FrozenTrial], sweep: Sweep) -> dict[str, list[fl
     return columns
 
 
+def short_names(names: list[str]) -> list[str]:
+    """The last part of each dotted name when those are distinct, else the full names."""
+    last = [name.rsplit(".", 1)[-1] for name in names]
+    return last if len(set(last)) == len(last) else names
+
+
 def ablation_markdown(study: optuna.Study, sweep: Sweep) -> str:
     """Mean ± std over seeds for every combination of factor levels, then for every level."""
-    factors = [f.name for f in sweep.factors]
+    factors = short_names([f.name for f in sweep.factors])
     groups = ablation_groups(study, sweep)
     metrics = list(metric_columns(complete(study), sweep)) if groups else [sweep.metric]
     header = [*factors, "seeds", *metrics]
@@ -172,8 +178,7 @@ def best_config(study: optuna.Study, sweep: Sweep) -> str:
 
 def save(ax, path: Path) -> None:
     figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -186,6 +191,9 @@ def plot_ablation(study: optuna.Study, sweep: Sweep, path: Path) -> None:
     ax.bar(range(len(stats)), [m for m, _ in stats], yerr=[s or 0.0 for _, s in stats], capsize=4)
     ax.set_xticks(range(len(labels)), labels, fontsize=7)
     ax.set_ylabel(sweep.metric)
+    means = [m for m, _ in stats]
+    if min(means) > 0 and max(means) > 100 * min(means):
+        ax.set_yscale("log")  # losses of solved and unsolved runs differ by decades
     ax.set_title(f"{sweep.study}: mean ± std over seeds")
     save(ax, path)
 

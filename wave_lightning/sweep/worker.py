@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Callable
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
@@ -95,7 +94,6 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, sweep: Sweep, env: dict,
 
 def work(sweep: Sweep, threads: int | None = None, log: Log = say) -> int:
     """Claim and run trials until the sweep has none left; the number this worker ran."""
-    warnings.simplefilter("ignore", ExperimentalWarning)
     study = open_study(sweep, open_storage(sweep))
     env, ran = child_env(threads), 0
     while True:
