@@ -176,8 +176,8 @@ def best_config(study: optuna.Study, sweep: Sweep) -> str:
     return head + yaml.safe_dump(config, sort_keys=False)
 
 
-def save(ax, path: Path) -> None:
-    figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+def save(ax: plt.Axes, path: Path) -> None:
+    figure = ax.figure
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 

@@ -122,5 +122,5 @@ def launch(sweep: Sweep, workers: int, gpus: list[str] | None, threads: int | No
         processes.append(subprocess.Popen(command, env=env))
     try:
         return max(process.wait() for process in processes)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C reached the workers too; let them leave their trials
         return max(process.wait() for process in processes)
