@@ -23,6 +23,7 @@ from wave_lightning.sweep.storage import (
     open_storage,
     open_study,
     recover_dead_trials,
+    worker_identity,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,9 +153,9 @@ def test_journal_trial_of_a_dead_worker_is_queued_again_with_its_run(tmp_path):
     study = open_study(sweep, open_storage(sweep))
     trial = claim_waiting(study)
     trial.set_user_attr("run_dir", "trial-0000")
-    trial.set_user_attr("worker", {"host": os.uname().nodename, "pid": dead_pid(), "start": "1"})
+    trial.set_user_attr("worker", {**worker_identity(), "pid": dead_pid()})
     alive = claim_waiting(study)
-    alive.set_user_attr("worker", {"host": os.uname().nodename, "pid": os.getpid(), "start": None})
+    alive.set_user_attr("worker", worker_identity())
 
     assert recover_dead_trials(study, sweep) == [trial.number]
     assert recover_dead_trials(study, sweep) == []  # once only
@@ -199,7 +200,11 @@ def test_postgres_killed_worker_trial_resumes_from_its_checkpoint(tmp_path):
         tmp_path,
         {"model.init_args.layer.init_args.recurrent_init": {"choices": ["shift"]}},
         seeds=[0, 1, 2],
-        args=["--trainer.max_steps=1200", "--trainer.check_val_every_n_epoch=50"],
+        args=[
+            "--trainer.max_steps=1200",
+            "--data.train_batches=20",
+            "--trainer.check_val_every_n_epoch=5",
+        ],
         storage=url,
         heartbeat={"interval": 1, "grace": 4},
     )
