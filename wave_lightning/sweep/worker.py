@@ -83,7 +83,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, sweep: Sweep, env: dict,
         except Exception as error:
             state = TrialState.FAIL
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
-    study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    # skip_if_finished: a trial silent past the grace period was already failed and retried
+    study.tell(trial, value, state=state, skip_if_finished=True)
     detail = (
         f"{sweep.metric}={value:.6g}"
         if value is not None
@@ -104,6 +105,7 @@ def work(sweep: Sweep, threads: int | None = None, log: Log = say) -> int:
             run_trial(study, trial, sweep, env, log)
             ran += 1
         elif is_finished(study, sweep):
+            log(f"nothing left to run; this worker ran {ran} trials")
             return ran
         else:
             time.sleep(POLL_S)  # others still run trials that may come back for a retry
