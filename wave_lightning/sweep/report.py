@@ -1,0 +1,233 @@
+"""What a sweep produced: its status, a CSV of trials, the ablation table, best config, plots."""
+
+import csv
+import statistics
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import yaml  # noqa: E402
+from optuna.exceptions import ExperimentalWarning  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+
+from .reporter import TrialReporter  # noqa: E402
+from .spec import SEED_PARAM, Sweep  # noqa: E402
+from .storage import origin, storage_url  # noqa: E402
+
+REPORTER = f"{TrialReporter.__module__}.{TrialReporter.__name__}"
+
+
+def complete(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def describe(trial: FrozenTrial) -> str:
+    """'name=value ...' of a trial's parameters."""
+    return " ".join(f"{k}={v}" for k, v in trial.params.items())
+
+
+def status_text(study: optuna.Study, sweep: Sweep) -> str:
+    """Trials by state, the best so far, what runs where and why trials failed."""
+    trials = study.get_trials(deepcopy=False)
+    states = Counter(t.state.name for t in trials)
+    lines = [
+        f"study {sweep.study} in {storage_url(sweep)}: {len(trials)} trials "
+        + (", ".join(f"{s} {n}" for s, n in sorted(states.items())) or "none")
+    ]
+    done = complete(study)
+    if done:
+        best = study.best_trial
+        lines.append(
+            f"best: trial {best.number} {sweep.metric}={best.value:.6g} {describe(best)} "
+            f"({sweep.root / best.user_attrs['run_dir']})"
+        )
+    for trial in trials:
+        if trial.state == TrialState.RUNNING:
+            worker = trial.user_attrs.get("worker", {})
+            lines.append(
+                f"running: trial {trial.number} on {worker.get('host')}:{worker.get('pid')} "
+                f"since {trial.datetime_start:%Y-%m-%d %H:%M:%S}"
+            )
+        elif trial.state == TrialState.FAIL:
+            lines.append(f"failed: trial {trial.number}: {trial.user_attrs.get('fail_reason')}")
+    return "\n".join(lines)
+
+
+def trial_rows(study: optuna.Study, sweep: Sweep) -> list[dict]:
+    """One flat row per trial: state, value, parameters, run directory and recorded attributes."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("worker", "command")}
+        end, start = trial.datetime_complete, trial.datetime_start
+        rows.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name,
+                sweep.metric: trial.value,
+                **{f"params_{k}": v for k, v in trial.params.items()},
+                "retry_of": origin(trial) if origin(trial) != trial.number else None,
+                **attrs,
+                "datetime_start": start,
+                "datetime_complete": end,
+                "duration_s": (end - start).total_seconds() if end and start else None,
+            }
+        )
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def cell(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+
+
+def ablation_groups(study: optuna.Study, sweep: Sweep) -> dict[tuple, list[FrozenTrial]]:
+    """Complete trials grouped by their factor levels (every parameter but the seed), in order."""
+    factors = [f.name for f in sweep.factors]
+    order = {f.name: list(getattr(f.distribution, "choices", [])) for f in sweep.factors}
+
+    def rank(key: tuple) -> tuple:
+        return tuple(
+            order[n].index(v) if v in order[n] else v for n, v in zip(factors, key, strict=True)
+        )
+
+    groups: dict[tuple, list[FrozenTrial]] = {}
+    for trial in complete(study):
+        groups.setdefault(tuple(trial.params[n] for n in factors), []).append(trial)
+    return {key: groups[key] for key in sorted(groups, key=rank)}
+
+
+def metric_columns(trials: list[FrozenTrial], sweep: Sweep) -> dict[str, list[float]]:
+    """The objective and every recorded test metric of a group of trials."""
+    columns = {sweep.metric: [t.value for t in trials]}
+    for name in sorted({k for t in trials for k in t.user_attrs if k.startswith("test/")}):
+        columns[name] = [t.user_attrs[name] for t in trials if name in t.user_attrs]
+    return columns
+
+
+def short_names(names: list[str]) -> list[str]:
+    """The last part of each dotted name when those are distinct, else the full names."""
+    last = [name.rsplit(".", 1)[-1] for name in names]
+    return last if len(set(last)) == len(last) else names
+
+
+def ablation_markdown(study: optuna.Study, sweep: Sweep) -> str:
+    """Mean ± std over seeds for every combination of factor levels, then for every level."""
+    factors = short_names([f.name for f in sweep.factors])
+    groups = ablation_groups(study, sweep)
+    metrics = list(metric_columns(complete(study), sweep)) if groups else [sweep.metric]
+    header = [*factors, "seeds", *metrics]
+    lines = [
+        f"### {sweep.study}: {sweep.metric} ({sweep.direction}), mean ± std over seeds",
+        "",
+        table_row(header),
+        table_row(["---"] * len(header)),
+    ]
+    for key, trials in groups.items():
+        columns = metric_columns(trials, sweep)
+        values = [cell(columns[m]) if columns.get(m) else "" for m in metrics]
+        lines.append(table_row([*map(str, key), str(len(trials)), *values]))
+    lines += ["", f"### {sweep.study}: every factor level, mean ± std over all its trials", ""]
+    lines += [table_row(["factor", "level", "trials", sweep.metric]), table_row(["---"] * 4)]
+    for index, name in enumerate(factors):
+        levels: dict = {}
+        for key, trials in groups.items():
+            levels.setdefault(key[index], []).extend(t.value for t in trials)
+        for level, values in levels.items():
+            lines.append(table_row([name, str(level), str(len(values)), cell(values)]))
+    return "\n".join(lines) + "\n"
+
+
+def table_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def best_config(study: optuna.Study, sweep: Sweep) -> str:
+    """The best trial's saved run config, made reusable: no sweep callback, no resume path."""
+    best = study.best_trial
+    config = yaml.safe_load((sweep.root / best.user_attrs["run_dir"] / "config.yaml").read_text())
+    callbacks = [
+        c for c in config["trainer"].get("callbacks") or [] if c.get("class_path") != REPORTER
+    ]
+    config["trainer"]["callbacks"] = callbacks or None
+    config["trainer"]["default_root_dir"] = None
+    config["ckpt_path"] = None
+    head = (
+        f"# Best trial {best.number} of sweep {sweep.study}: {sweep.metric}={best.value:.6g}\n"
+        f"# {describe(best)}\n# wave-lightning fit --config this.yaml\n"
+    )
+    return head + yaml.safe_dump(config, sort_keys=False)
+
+
+def save(ax: plt.Axes, path: Path) -> None:
+    figure = ax.figure
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+
+
+def plot_ablation(study: optuna.Study, sweep: Sweep, path: Path) -> None:
+    """The ablation as bars (mean over seeds) with error bars (std)."""
+    groups = ablation_groups(study, sweep)
+    labels = ["\n".join(map(str, key)) for key in groups]
+    stats = [mean_std([t.value for t in trials]) for trials in groups.values()]
+    figure, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(labels)), 4.0))
+    ax.bar(range(len(stats)), [m for m, _ in stats], yerr=[s or 0.0 for _, s in stats], capsize=4)
+    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.set_ylabel(sweep.metric)
+    means = [m for m, _ in stats]
+    if min(means) > 0 and max(means) > 100 * min(means):
+        ax.set_yscale("log")  # losses of solved and unsolved runs differ by decades
+    ax.set_title(f"{sweep.study}: mean ± std over seeds")
+    save(ax, path)
+
+
+def varied_params(trials: list[FrozenTrial]) -> list[str]:
+    """Parameters that take more than one value among `trials`."""
+    names = {k for t in trials for k in t.params}
+    return sorted(n for n in names if len({repr(t.params.get(n)) for t in trials}) > 1)
+
+
+def write_plots(study: optuna.Study, sweep: Sweep, out: Path) -> list[Path]:
+    """History, parameter importances (when a parameter varies) and the ablation bars."""
+    from optuna.visualization import matplotlib as vis
+
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        save(vis.plot_optimization_history(study), out / "history.png")
+        written.append(out / "history.png")
+        params = [p for p in varied_params(complete(study)) if p != SEED_PARAM]
+        if len(complete(study)) > 1 and params:
+            save(vis.plot_param_importances(study, params=params), out / "importances.png")
+            written.append(out / "importances.png")
+    plot_ablation(study, sweep, out / "ablation.png")
+    return [*written, out / "ablation.png"]
+
+
+def write_report(study: optuna.Study, sweep: Sweep, out: Path) -> list[Path]:
+    """trials.csv, ablation.md, best.yaml and the plots under `out`; the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(trial_rows(study, sweep), out / "trials.csv")
+    (out / "ablation.md").write_text(ablation_markdown(study, sweep))
+    written = [out / "trials.csv", out / "ablation.md"]
+    if complete(study):
+        (out / "best.yaml").write_text(best_config(study, sweep))
+        written += [out / "best.yaml", *write_plots(study, sweep, out)]
+    return written

@@ -1,0 +1,308 @@
+"""The sweep file: a YAML naming base configs, a search space, a metric, a sampler and a storage.
+
+Every check runs when the file is loaded, before any trial, and names the bad key.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from .factory import check_options
+
+KEYS = {
+    "extends", "study", "configs", "args", "space", "seeds", "metric", "sampler", "pruner",
+    "trials", "storage", "root", "max_retries", "heartbeat",
+}  # fmt: skip
+REQUIRED = ("study", "configs", "space", "metric")
+FACTOR_KINDS = ("choices", "configs", "int", "float")
+RANGE_OPTIONS = {"log", "step"}
+FACTOR_OPTIONS = {"choices": set(), "configs": set(), "int": RANGE_OPTIONS, "float": RANGE_OPTIONS}
+SAMPLERS = ("grid", "tpe", "random")
+PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "threshold")
+DIRECTIONS = ("minimize", "maximize")
+SEED_PARAM = "seed"
+HEARTBEAT = {"interval": 30, "grace": 120}
+
+
+class SweepFileError(ValueError):
+    """A sweep file that cannot run; the message names the file and the bad key."""
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One searched quantity: a dotted config key, or a choice among whole config files."""
+
+    name: str
+    distribution: BaseDistribution
+    config_files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def is_grid(self) -> bool:
+        return isinstance(self.distribution, CategoricalDistribution)
+
+    def fit_args(self, value: Any) -> list[str]:
+        """The `wave-lightning fit` arguments that set this factor to `value`."""
+        if self.config_files:
+            return ["--config", str(self.config_files[value])]
+        text = value if isinstance(value, str) else json.dumps(value)
+        return [f"--{self.name}={text}"]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep file."""
+
+    path: Path
+    study: str
+    configs: list[Path]
+    args: list[str]
+    factors: list[Factor]
+    seeds: list[int]
+    metric: str
+    direction: str
+    sampler: dict[str, Any]
+    pruner: dict[str, Any]
+    trials: int | None
+    storage: str | None
+    root: Path
+    max_retries: int
+    heartbeat: dict[str, int]
+    fingerprint: str
+
+    @property
+    def is_grid(self) -> bool:
+        return self.sampler["name"] == "grid"
+
+    @property
+    def space(self) -> dict[str, BaseDistribution]:
+        """Every Optuna parameter of a trial, the seed last."""
+        space = {f.name: f.distribution for f in self.factors}
+        space[SEED_PARAM] = CategoricalDistribution(self.seeds)
+        return space
+
+    @property
+    def journal(self) -> Path:
+        """The default storage: a journal file beside the runs."""
+        return self.root / "journal.log"
+
+
+def fail(path: Path, key: str, message: str) -> SweepFileError:
+    """The error for `key` in the sweep file at `path`."""
+    return SweepFileError(f"{path}: {key}: {message}")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping in a YAML file, merged over the file named by its `extends` key."""
+    if not path.is_file():
+        raise SweepFileError(f"{path}: no such sweep file")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise SweepFileError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return {key: (path.parent, value) for key, value in data.items()}
+    merged = read_yaml(path.parent / parent)
+    merged.update({key: (path.parent, value) for key, value in data.items()})
+    return merged
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep file; raise SweepFileError naming the first bad key."""
+    path = Path(path)
+    located = read_yaml(path)
+    unknown = sorted(set(located) - KEYS)
+    if unknown:
+        raise fail(path, unknown[0], f"unknown key; allowed keys are {', '.join(sorted(KEYS))}")
+    for key in REQUIRED:
+        if key not in located:
+            raise fail(path, key, "missing (required)")
+    data = {key: value for key, (_, value) in located.items()}
+    base = {key: folder for key, (folder, _) in located.items()}
+    study = check_name(path, data["study"])
+    sampler = check_named(path, "sampler", data.get("sampler", {"name": "grid"}), SAMPLERS)
+    factors = check_space(path, data["space"], base["space"])
+    seeds = check_seeds(path, data.get("seeds", [0]), sampler["name"])
+    if sampler["name"] == "grid":
+        for factor in factors:
+            if not factor.is_grid:
+                raise fail(path, f"space.{factor.name}", "sampler grid needs choices or configs")
+    metric = data["metric"]
+    if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
+        raise fail(path, "metric", "expected {name: val/loss, direction: minimize}")
+    if set(metric) - {"name", "direction"}:
+        raise fail(path, f"metric.{sorted(set(metric) - {'name', 'direction'})[0]}", "unknown key")
+    direction = metric.get("direction", "minimize")
+    if direction not in DIRECTIONS:
+        raise fail(path, "metric.direction", f"{direction!r}; choose one of {DIRECTIONS}")
+    return Sweep(
+        path=path,
+        study=study,
+        configs=check_files(path, "configs", data["configs"], base["configs"]),
+        args=check_args(path, data.get("args", [])),
+        factors=factors,
+        seeds=seeds,
+        metric=metric["name"],
+        direction=direction,
+        sampler=sampler,
+        pruner=check_named(path, "pruner", data.get("pruner", {"name": "none"}), PRUNERS),
+        trials=check_trials(path, data.get("trials"), sampler["name"]),
+        storage=check_storage(path, data.get("storage")),
+        root=Path(data.get("root") or Path("runs") / "sweeps" / study),
+        max_retries=check_count(path, "max_retries", data.get("max_retries", 3)),
+        heartbeat=check_heartbeat(path, data.get("heartbeat", {})),
+        fingerprint=fingerprint(data),
+    )
+
+
+def fingerprint(data: dict[str, Any]) -> str:
+    """A short hash of what decides the trials; every worker of a study must agree on it."""
+    decisive = {k: data.get(k) for k in ("configs", "args", "space", "seeds", "metric", "sampler")}
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_name(path: Path, value: Any) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in "/\\ "):
+        raise fail(path, "study", f"{value!r} is not a name (non-empty, no spaces or slashes)")
+    return value
+
+
+def check_named(path: Path, key: str, value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A {name: ..., **options} mapping (or a bare name) whose name is one of `allowed`."""
+    value = {"name": value} if isinstance(value, str) else value
+    if not isinstance(value, dict) or value.get("name") not in allowed:
+        name = value.get("name") if isinstance(value, dict) else value
+        raise fail(path, f"{key}.name", f"unknown {key} {name!r}; choose one of {allowed}")
+    check_options(key, value, lambda bad, message: fail(path, f"{key}.{bad}", message))
+    return dict(value)
+
+
+def check_files(path: Path, key: str, value: Any, folder: Path) -> list[Path]:
+    """Config files, relative to the sweep file that names them; each must exist."""
+    if not isinstance(value, list) or not value:
+        raise fail(path, key, "expected a non-empty list of LightningCLI config files")
+    files = [folder / str(name) for name in value]
+    for name, file in zip(value, files, strict=True):
+        if not file.is_file():
+            raise fail(path, key, f"config file {name!r} not found (looked for {file})")
+    return files
+
+
+def check_args(path: Path, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(a, str | int | float) for a in value):
+        raise fail(path, "args", "expected a list of `wave-lightning fit` arguments")
+    return [str(a) for a in value]
+
+
+def check_space(path: Path, space: Any, folder: Path) -> list[Factor]:
+    if not isinstance(space, dict) or not space:
+        raise fail(path, "space", "the search space is empty; name at least one factor")
+    return [check_factor(path, f"space.{name}", name, spec, folder) for name, spec in space.items()]
+
+
+def check_factor(path: Path, key: str, name: str, spec: Any, folder: Path) -> Factor:
+    """One factor: exactly one of choices / configs / int / float, with its options."""
+    if name == SEED_PARAM:
+        raise fail(path, key, "'seed' is reserved; list the seeds under the top-level `seeds` key")
+    kinds = [k for k in FACTOR_KINDS if isinstance(spec, dict) and k in spec]
+    if len(kinds) != 1:
+        raise fail(path, key, f"expected exactly one of {', '.join(FACTOR_KINDS)}")
+    kind = kinds[0]
+    extra = set(spec) - {kind} - FACTOR_OPTIONS[kind]
+    if extra:
+        raise fail(path, f"{key}.{sorted(extra)[0]}", f"unknown option of a {kind} factor")
+    value = spec[kind]
+    if kind == "configs":
+        if not isinstance(value, dict) or not value:
+            raise fail(path, f"{key}.configs", "expected a non-empty mapping of label: file")
+        files = check_files(path, f"{key}.configs", list(value.values()), folder)
+        files = dict(zip(value, files, strict=True))
+        return Factor(name, CategoricalDistribution(list(value)), files)
+    if kind == "choices":
+        if not isinstance(value, list) or not value or len(set(map(repr, value))) != len(value):
+            raise fail(path, f"{key}.choices", "expected a non-empty list of distinct values")
+        return Factor(name, CategoricalDistribution(value))
+    return Factor(name, check_range(path, f"{key}.{kind}", kind, value, spec))
+
+
+def check_range(path: Path, key: str, kind: str, value: Any, spec: dict) -> BaseDistribution:
+    """An int or float range [low, high], optionally log-scaled or stepped."""
+    number = int if kind == "int" else (int, float)
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, number) and not isinstance(v, bool) for v in value)
+        or value[0] >= value[1]
+    ):
+        raise fail(path, key, f"expected [low, high] with low < high ({kind}s), got {value!r}")
+    log, step = spec.get("log", False), spec.get("step")
+    if log and value[0] <= 0:
+        raise fail(path, key, f"a log range needs low > 0, got {value[0]}")
+    if log and step is not None:
+        raise fail(path, key, "a range cannot have both log and step")
+    make = IntDistribution if kind == "int" else FloatDistribution
+    try:
+        if kind == "int":
+            return make(value[0], value[1], log=bool(log), step=step or 1)
+        return make(float(value[0]), float(value[1]), log=bool(log), step=step)
+    except ValueError as error:
+        raise fail(path, key, str(error)) from error
+
+
+def check_seeds(path: Path, value: Any, sampler: str) -> list[int]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+        or len(set(value)) != len(value)
+    ):
+        raise fail(path, "seeds", f"expected a non-empty list of distinct integers, got {value!r}")
+    if sampler != "grid" and len(value) > 1:
+        raise fail(path, "seeds", "several seeds are a grid factor; use sampler grid or one seed")
+    return value
+
+
+def check_trials(path: Path, value: Any, sampler: str) -> int | None:
+    if sampler == "grid":
+        if value is not None:
+            raise fail(path, "trials", "a grid sweep runs every grid point once; drop `trials`")
+        return None
+    if value is None:
+        raise fail(path, "trials", f"sampler {sampler} needs the number of trials")
+    return check_count(path, "trials", value)
+
+
+def check_count(path: Path, key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise fail(path, key, f"expected a non-negative integer, got {value!r}")
+    return value
+
+
+def check_heartbeat(path: Path, value: Any) -> dict[str, int]:
+    """Database heartbeats: every `interval` s; a trial silent for `grace` s is retried."""
+    if not isinstance(value, dict) or set(value) - set(HEARTBEAT):
+        raise fail(path, "heartbeat", f"expected a mapping with keys {sorted(HEARTBEAT)}")
+    beat = {**HEARTBEAT, **value}
+    for key, seconds in beat.items():
+        if check_count(path, f"heartbeat.{key}", seconds) == 0:
+            raise fail(path, f"heartbeat.{key}", "must be at least 1 second")
+    if beat["grace"] <= beat["interval"]:
+        raise fail(path, "heartbeat.grace", "must be longer than heartbeat.interval")
+    return beat
+
+
+def check_storage(path: Path, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or "://" not in value:
+        raise fail(path, "storage", f"expected an SQLAlchemy URL or nothing, got {value!r}")
+    return value
