@@ -11,6 +11,8 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.optim import Optimizer
 
 from .console import EpochLines
+from .data.batching import per_device_batch_size
+from .preemption import PreemptionCheckpoint
 from .tasks import SequenceTask
 
 
@@ -36,8 +38,8 @@ class WaveCLI(LightningCLI):
     """LightningCLI with the run directory, checkpoints, loggers and data links of this package.
 
     A run lives in trainer.default_root_dir (default runs/<Data>-<Layer>): config.yaml,
-    metrics.csv, tensorboard/ and checkpoints/ (best and last.ckpt, so `--ckpt_path last`
-    resumes it).
+    metrics.csv, tensorboard/ and checkpoints/ (best, last.ckpt, and preempted.ckpt when SIGTERM
+    or SIGUSR1 stopped it, so `--ckpt_path last` resumes it).
     """
 
     def __init__(self, **kwargs) -> None:
@@ -93,15 +95,28 @@ class WaveCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(trainer_config["default_root_dir"])
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        # after the ModelCheckpoint, which stays trainer.checkpoint_callback (the best model)
+        checkpoint = self._get(self.config_init, "checkpoint")
+        trainer.callbacks.append(PreemptionCheckpoint(checkpoint.dirpath))
+        return trainer
+
+    def check_batch_split(self) -> None:
+        """Fail before any process starts when the global batch does not split over them."""
+        batch_size = getattr(self.datamodule, "batch_size", None)
+        if isinstance(batch_size, int):
+            per_device_batch_size(batch_size, self.trainer)
+
+    before_fit = before_validate = before_test = before_predict = check_batch_split
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
         if self.config.fit.test_after_fit and not self.trainer.interrupted:
             best = checkpoint.best_model_path if checkpoint is not None else ""
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask
         if self.trainer.is_global_zero and checkpoint is not None:
-            print(f"logs: {self.trainer.log_dir}", flush=True)
+            print(f"logs: {log_dir}", flush=True)
             print(
                 f"checkpoints: {checkpoint.dirpath} (last: {checkpoint.last_model_path}, "
                 f"best: {checkpoint.best_model_path})",
