@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 
 from .console import EpochLines
 from .data.batching import per_device_batch_size
+from .devices import check_devices
 from .preemption import PreemptionCheckpoint
 from .tasks import SequenceTask
 
@@ -84,6 +85,7 @@ class WaveCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        check_devices(config.trainer.accelerator, config.trainer.devices)
         if config.trainer.default_root_dir is None:
             data = class_name(config.data, "data")
             layer = class_name(config.model.init_args.get("layer"), "layer")
