@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Generator, Tensor
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from ..nn.options import check_positive
-from .batching import per_device_batch_size, process_count, split_batch
+from .batching import evaluation_sampler, per_device_batch_size, process_count, split_batch
 
 # Lightning warns about every IterableDataset with a length, for multi-worker loading; the stream
 # is loaded in the main process and its length is exact.
@@ -155,18 +154,8 @@ class SyntheticTask(LightningDataModule):
         return DataLoader(stream, batch_size=None)
 
     def evaluation_loader(self, dataset: TensorDataset, name: str) -> DataLoader:
-        """The whole set split over the processes without padding (none is counted twice)."""
-        world_size = process_count(self.trainer)
-        if world_size == 1:
-            return DataLoader(dataset, batch_size=self.device_batch_size())
-        if len(dataset) < world_size:
-            raise ValueError(
-                f"{name} {len(dataset)} is smaller than the {world_size} processes of this run; "
-                "every process needs at least one example"
-            )
-        sampler = UnrepeatedDistributedSampler(
-            dataset, num_replicas=world_size, rank=self.trainer.global_rank, shuffle=False
-        )
+        """The whole set, split over the processes without padding (none is counted twice)."""
+        sampler = evaluation_sampler(dataset, self.trainer, name)
         return DataLoader(dataset, batch_size=self.device_batch_size(), sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
