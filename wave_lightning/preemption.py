@@ -14,14 +14,16 @@ from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 STOP_SIGNALS = (SIGTERMException, KeyboardInterrupt)
 
 
 class PreemptionCheckpoint(OnExceptionCheckpoint):
-    """Saves `dirpath/filename.ckpt` when a run is stopped by a signal (not on other errors,
-    such as a non-finite loss, whose state is not worth resuming)."""
+    """Saves `dirpath/filename.ckpt` when fitting is stopped by a signal or Ctrl-C (not on other
+    errors, such as a non-finite loss, whose state is not worth resuming); deleted when a later
+    fit in the same directory ends normally."""
 
     def __init__(self, dirpath: str, filename: str = "preempted") -> None:
         super().__init__(dirpath, filename)
@@ -33,8 +35,12 @@ class PreemptionCheckpoint(OnExceptionCheckpoint):
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
-        if isinstance(exception, STOP_SIGNALS):
+        if trainer.state.fn == TrainerFn.FITTING and isinstance(exception, STOP_SIGNALS):
             super().on_exception(trainer, pl_module, exception)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == TrainerFn.FITTING:  # a test or validation must not delete what fit resumes
+            super().teardown(trainer, pl_module, stage)
 
 
 def stop_like_sigterm(signum: int, frame: Any) -> None:
