@@ -12,6 +12,8 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from wave_lightning.preemption import newest_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 
@@ -35,13 +37,14 @@ STOP_AT = 4
 
 
 class SignalAtStep(Callback):
-    """Sends `signum` to this process when global step `step` has finished (a test's preemption)."""
+    """Sends `signum` to the rank-0 process when global step `step` has finished (a test's
+    preemption; under DDP that is the process the user started, which passes it on)."""
 
     def __init__(self, step: int, signum: int) -> None:
         self.step, self.signum = step, signum
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and trainer.global_rank == 0:
             os.kill(os.getpid(), self.signum)
 
 
@@ -81,6 +84,22 @@ def assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_newest_checkpoint_is_what_last_resumes(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    assert newest_checkpoint(tmp_path, checkpoints) is None  # a first start
+    checkpoints.mkdir()
+    names = ["checkpoints/epoch=0-step=3.ckpt", "checkpoints/last.ckpt", "hpc_ckpt_1.ckpt"]
+    names += ["checkpoints/preempted.ckpt", "checkpoints/last-v1.ckpt"]
+    for age, name in enumerate(names):  # the first name is the newest
+        (tmp_path / name).touch()
+        os.utime(tmp_path / name, ns=(0, (100 - age) * 10**9))
+    expected = names[1:]  # never a best-model checkpoint
+    for name in expected:
+        assert newest_checkpoint(tmp_path, checkpoints) == str(tmp_path / name)
+        (tmp_path / name).unlink()
+    assert newest_checkpoint(tmp_path, checkpoints) is None
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +150,20 @@ def test_sigusr1_stops_like_sigterm(tmp_path, stopped_by_sigterm):
     assert_same_weights(by_usr1["state_dict"], stopped_by_sigterm["state_dict"])
 
 
+@pytest.mark.slow
+def test_ddp_sigterm_resume_equals_uninterrupted(tmp_path, stopped_by_sigterm, uninterrupted):
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    fit(tmp_path, *ddp, signal_at(signal.SIGTERM))
+    stopped = load(tmp_path / "checkpoints" / "preempted.ckpt")
+    assert stopped["global_step"] == STOP_AT
+    fit(tmp_path, *ddp, "--ckpt_path", "last")
+    resumed = load(tmp_path / "checkpoints" / "last.ckpt")
+    reference = load(uninterrupted / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] == 6
+    for name, value in reference["state_dict"].items():  # DDP averages: equal to rounding
+        torch.testing.assert_close(resumed["state_dict"][name], value, rtol=0, atol=1e-6)
+
+
 FAKE_SCONTROL = """#!/bin/sh
 # stands in for SLURM: records the requeue, then stops the job as SLURM does (SIGTERM)
 echo "$@" > "$SCONTROL_LOG"
@@ -163,4 +196,5 @@ def test_slurm_sigusr1_requeues_and_checkpoints(tmp_path, stopped_by_sigterm):
     hpc = load(root / "hpc_ckpt_1.ckpt")  # Lightning's SLURM checkpoint
     preempted = load(root / "checkpoints" / "preempted.ckpt")  # ours, on SLURM's SIGTERM
     assert hpc["global_step"] == preempted["global_step"] == STOP_AT
+    assert newest_checkpoint(root, root / "checkpoints") == str(root / "checkpoints/preempted.ckpt")
     assert_same_weights(preempted["state_dict"], stopped_by_sigterm["state_dict"])

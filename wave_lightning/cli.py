@@ -13,7 +13,7 @@ from torch.optim import Optimizer
 from .console import EpochLines
 from .data.batching import per_device_batch_size
 from .devices import check_devices
-from .preemption import PreemptionCheckpoint
+from .preemption import PreemptionCheckpoint, newest_checkpoint
 from .tasks import SequenceTask
 
 
@@ -40,7 +40,7 @@ class WaveCLI(LightningCLI):
 
     A run lives in trainer.default_root_dir (default runs/<Data>-<Layer>): config.yaml,
     metrics.csv, tensorboard/ and checkpoints/ (best, last.ckpt, and preempted.ckpt when SIGTERM
-    or SIGUSR1 stopped it, so `--ckpt_path last` resumes it).
+    or SIGUSR1 stopped it; `--ckpt_path last` resumes from the newest).
     """
 
     def __init__(self, **kwargs) -> None:
@@ -98,9 +98,8 @@ class WaveCLI(LightningCLI):
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(trainer_config["default_root_dir"])
         trainer = super().instantiate_trainer(**kwargs)
-        # after the ModelCheckpoint, which stays trainer.checkpoint_callback (the best model)
-        checkpoint = self._get(self.config_init, "checkpoint")
-        trainer.callbacks.append(PreemptionCheckpoint(checkpoint.dirpath))
+        checkpoint_dir = self._get(self.config_init, "checkpoint").dirpath
+        trainer.callbacks.append(PreemptionCheckpoint(checkpoint_dir))
         return trainer
 
     def check_batch_split(self) -> None:
@@ -109,7 +108,15 @@ class WaveCLI(LightningCLI):
         if isinstance(batch_size, int):
             per_device_batch_size(batch_size, self.trainer)
 
-    before_fit = before_validate = before_test = before_predict = check_batch_split
+    before_validate = before_test = before_predict = check_batch_split
+
+    def before_fit(self) -> None:
+        """Check the batch split; resolve `--ckpt_path last` (see newest_checkpoint)."""
+        self.check_batch_split()
+        config = self.config_init.fit
+        if config.ckpt_path == "last":
+            checkpoint_dir = self._get(self.config_init, "checkpoint").dirpath
+            config.ckpt_path = newest_checkpoint(self.trainer.default_root_dir, checkpoint_dir)
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
