@@ -16,6 +16,7 @@ from wave_lightning.cli import main
 from wave_lightning.data import CopyTask
 from wave_lightning.data.batching import per_device_batch_size, split_batch
 from wave_lightning.data.synthetic import TrainingStream
+from wave_lightning.devices import requested_gpus
 from wave_lightning.tasks import load_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ TINY = [
     "--model.layer.init_args.n_ch", "2",
     *[f"--data.{k}={v}" for k, v in COPY.items()],
     "--trainer.val_check_interval", "1",
+    "--trainer.log_every_n_steps", "1",
     "--trainer.max_steps", "1",
     "--test_after_fit", "false",
 ]  # fmt: skip
@@ -118,6 +120,13 @@ def test_cli_rejects_batch_not_divisible_before_starting(tmp_path):
         main(["fit", *args])
 
 
+@pytest.mark.parametrize(
+    "devices, wanted", [(2, 2), ("3", 3), ("0,1", 2), ([3], 4), (-1, 0), ("-1", 0), ("auto", 0)]
+)
+def test_requested_gpus(devices, wanted):
+    assert requested_gpus(devices) == wanted
+
+
 @pytest.mark.filterwarnings("ignore:LightningCLI's args")
 def test_cli_rejects_more_gpus_than_exist(tmp_path):
     wanted = torch.cuda.device_count() + 1
@@ -165,9 +174,20 @@ def test_ddp_step_equals_one_process_step(runs):
 
 
 @pytest.mark.slow
+def test_ddp_logged_train_loss_is_the_global_batch_loss(runs):
+    ddp, one = (logged(runs[name], "train/loss")["train/loss"] for name in ("ddp", "one"))
+    assert float(ddp) == pytest.approx(float(one), rel=1e-6)
+
+
+def logged(root: Path, metric: str) -> dict:
+    """The last row of a run's metrics.csv that holds `metric`."""
+    with open(root / "metrics.csv") as file:
+        return [row for row in csv.DictReader(file) if row.get(metric)][-1]
+
+
+@pytest.mark.slow
 def test_ddp_logged_val_metrics_are_over_the_whole_val_set(runs):
-    with open(runs["ddp"] / "metrics.csv") as file:
-        logged = [row for row in csv.DictReader(file) if row["val/loss"]][-1]
+    logged_row = logged(runs["ddp"], "val/loss")
     task = load_task(runs["ddp"] / "checkpoints/last.ckpt").eval()
     data = CopyTask(**COPY)
     data.setup()
@@ -176,8 +196,8 @@ def test_ddp_logged_val_metrics_are_over_the_whole_val_set(runs):
         prediction = task(x)
     loss = task.loss(prediction, y).item()
     acc = MulticlassAccuracy(10, average="micro")(prediction.flatten(0, 1), y.flatten()).item()
-    assert float(logged["val/loss"]) == pytest.approx(loss, rel=1e-6)
-    assert float(logged["val/acc"]) == pytest.approx(acc, abs=1e-7)
+    assert float(logged_row["val/loss"]) == pytest.approx(loss, rel=1e-6)
+    assert float(logged_row["val/acc"]) == pytest.approx(acc, abs=1e-7)
 
 
 @pytest.mark.slow
