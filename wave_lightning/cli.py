@@ -11,6 +11,9 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.optim import Optimizer
 
 from .console import EpochLines
+from .data.batching import per_device_batch_size
+from .devices import check_devices
+from .preemption import PreemptionCheckpoint, newest_checkpoint
 from .tasks import SequenceTask
 
 
@@ -36,8 +39,8 @@ class WaveCLI(LightningCLI):
     """LightningCLI with the run directory, checkpoints, loggers and data links of this package.
 
     A run lives in trainer.default_root_dir (default runs/<Data>-<Layer>): config.yaml,
-    metrics.csv, tensorboard/ and checkpoints/ (best and last.ckpt, so `--ckpt_path last`
-    resumes it).
+    metrics.csv, tensorboard/ and checkpoints/ (best, last.ckpt, and preempted.ckpt when SIGTERM
+    or SIGUSR1 stopped it; `--ckpt_path last` resumes from the newest).
     """
 
     def __init__(self, **kwargs) -> None:
@@ -82,6 +85,7 @@ class WaveCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        check_devices(config.trainer.accelerator, config.trainer.devices)
         if config.trainer.default_root_dir is None:
             data = class_name(config.data, "data")
             layer = class_name(config.model.init_args.get("layer"), "layer")
@@ -93,15 +97,35 @@ class WaveCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(trainer_config["default_root_dir"])
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        checkpoint_dir = self._get(self.config_init, "checkpoint").dirpath
+        trainer.callbacks.append(PreemptionCheckpoint(checkpoint_dir))
+        return trainer
+
+    def check_batch_split(self) -> None:
+        """Fail before any process starts when the global batch does not split over them."""
+        batch_size = getattr(self.datamodule, "batch_size", None)
+        if isinstance(batch_size, int):
+            per_device_batch_size(batch_size, self.trainer)
+
+    before_validate = before_test = before_predict = check_batch_split
+
+    def before_fit(self) -> None:
+        """Check the batch split; resolve `--ckpt_path last` (see newest_checkpoint)."""
+        self.check_batch_split()
+        config = self.config_init.fit
+        if config.ckpt_path == "last":
+            checkpoint_dir = self._get(self.config_init, "checkpoint").dirpath
+            config.ckpt_path = newest_checkpoint(self.trainer.default_root_dir, checkpoint_dir)
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
         if self.config.fit.test_after_fit and not self.trainer.interrupted:
             best = checkpoint.best_model_path if checkpoint is not None else ""
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask
         if self.trainer.is_global_zero and checkpoint is not None:
-            print(f"logs: {self.trainer.log_dir}", flush=True)
+            print(f"logs: {log_dir}", flush=True)
             print(
                 f"checkpoints: {checkpoint.dirpath} (last: {checkpoint.last_model_path}, "
                 f"best: {checkpoint.best_model_path})",

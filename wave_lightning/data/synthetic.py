@@ -1,17 +1,32 @@
 """The paper's synthetic memory tasks, generated in torch: copy and adding.
 
-Training batches are a pure function of (train seed, global batch index), drawn fresh for every
-step and reproducible after a resume; validation and test sets are fixed by the data seed.
+Training batches form one stream: global batch k (counted over the whole run, across epochs) is
+drawn whole from a generator seeded by (train seed, k), and each of the W processes of a
+distributed run trains on its own slice of it (rank r takes rows r*B/W .. (r+1)*B/W). So every rank
+sees different examples, the union over ranks is the batch one process would draw, a run on W
+devices trains on exactly the data of a run on one, and a resumed run (even mid-epoch) continues
+with the batch it was about to draw. Validation and test sets are fixed by the data seed, identical
+on every rank, and split across ranks without padding, so metrics reduced across ranks cover every
+example exactly once.
 """
+
+import warnings
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch import Generator, Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from ..nn.options import check_positive
-from .batching import per_device_batch_size
+from .batching import evaluation_sampler, per_device_batch_size, process_count, split_batch
+
+# Lightning warns about every IterableDataset with a length, for multi-worker loading; the stream
+# is loaded in the main process and its length is exact.
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+
+DrawExamples = Callable[[int, Generator], tuple[Tensor, Tensor]]
 
 
 def mix_seed(seed: int, index: int) -> int:
@@ -21,43 +36,59 @@ def mix_seed(seed: int, index: int) -> int:
     return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF
 
 
-class BatchIndexSampler(Sampler[int]):
-    """Yields the global batch indices of one epoch: epoch * num_batches + 0..num_batches-1."""
+class TrainingStream(IterableDataset):
+    """One epoch of training batches for one process: global batches `start() .. start() + len - 1`
+    of the stream, each cut to this rank's slice.
 
-    def __init__(self, num_batches: int) -> None:
-        self.num_batches = num_batches
-        self.epoch = 0
+    `start` is read when an epoch's iterator is created, so a resumed run starts at the batch the
+    interrupted one was about to train on. An IterableDataset, so Lightning does not shard it by
+    index: the ranks split every global batch instead.
+    """
 
-    def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at the start of every epoch."""
-        self.epoch = epoch
+    def __init__(
+        self,
+        sample: DrawExamples,
+        batch_size: int,
+        seed: int,
+        num_batches: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.sample, self.batch_size, self.seed = sample, batch_size, seed
+        self.num_batches, self.start = num_batches, start
+        self.rows = slice_of_rank(batch_size, rank, world_size)
 
-    def __iter__(self):
-        # A generator, so the epoch is read at the first batch: after a resume Lightning creates
-        # the iterator before it calls set_epoch.
-        start = self.epoch * self.num_batches
-        yield from range(start, start + self.num_batches)
+    def global_batch(self, index: int) -> tuple[Tensor, Tensor]:
+        """Global batch `index` of the stream, the same on every rank."""
+        return self.sample(self.batch_size, Generator().manual_seed(mix_seed(self.seed, index)))
+
+    def rank_batch(self, index: int) -> tuple[Tensor, Tensor]:
+        """This rank's rows of global batch `index`."""
+        x, y = self.global_batch(index)
+        return x[self.rows], y[self.rows]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        first = self.start()
+        return map(self.rank_batch, range(first, first + self.num_batches))
 
     def __len__(self) -> int:
         return self.num_batches
 
 
-class SampledBatches(Dataset):
-    """Item k is a whole batch drawn by `task.sample` from a generator seeded by (seed, k)."""
-
-    def __init__(self, task: "SyntheticTask", batch_size: int, seed: int) -> None:
-        self.task, self.batch_size, self.seed = task, batch_size, seed
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        generator = torch.Generator().manual_seed(mix_seed(self.seed, index))
-        return self.task.sample(self.batch_size, generator)
+def slice_of_rank(batch_size: int, rank: int, world_size: int) -> slice:
+    """Rows of a global batch that process `rank` of `world_size` trains on."""
+    size = split_batch(batch_size, world_size)
+    return slice(rank * size, (rank + 1) * size)
 
 
 class SyntheticTask(LightningDataModule):
-    """Base of generated tasks: fresh seeded training batches, fixed validation and test sets.
+    """Base of generated tasks: a seeded stream of training batches, fixed validation and test sets.
 
-    train_seed None takes the training seed (the one `seed_everything` set), so the stream is
-    recorded with the run; data_seed fixes the validation and test sets on every machine.
+    batch_size is global: each of the W processes of a distributed run trains on batch_size / W
+    rows of every batch. train_seed None takes the training seed (the one `seed_everything` set),
+    so the stream is recorded with the run; data_seed fixes the validation and test sets on every
+    machine.
     """
 
     input_size: int
@@ -105,15 +136,33 @@ class SyntheticTask(LightningDataModule):
     def device_batch_size(self) -> int:
         return per_device_batch_size(self.batch_size, self.trainer)
 
+    def batches_drawn(self) -> int:
+        """Training batches this run has drawn so far (restored with the loops on resume)."""
+        return self.trainer.fit_loop.total_batch_idx + 1 if self.trainer is not None else 0
+
     def train_dataloader(self) -> DataLoader:
-        batches = SampledBatches(self, self.device_batch_size(), self.train_seed)
-        return DataLoader(batches, sampler=BatchIndexSampler(self.train_batches), batch_size=None)
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        stream = TrainingStream(
+            self.sample,
+            self.batch_size,
+            self.train_seed,
+            self.train_batches,
+            rank,
+            process_count(self.trainer),
+            self.batches_drawn,
+        )
+        return DataLoader(stream, batch_size=None)
+
+    def evaluation_loader(self, dataset: TensorDataset, name: str) -> DataLoader:
+        """The whole set, split over the processes without padding (none is counted twice)."""
+        sampler = evaluation_sampler(dataset, self.trainer, name)
+        return DataLoader(dataset, batch_size=self.device_batch_size(), sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.device_batch_size())
+        return self.evaluation_loader(self.val_set, "val_size")
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_set, batch_size=self.device_batch_size())
+        return self.evaluation_loader(self.test_set, "test_size")
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

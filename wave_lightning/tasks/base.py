@@ -56,7 +56,7 @@ class SequenceTask(LightningModule):
                 f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped, "
                 "the last good checkpoint is kept"
             )
-        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

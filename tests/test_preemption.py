@@ -1,0 +1,200 @@
+"""Preemption: a run stopped by SIGTERM or SIGUSR1 checkpoints at a step boundary and resumes
+exactly (same final weights and metrics as an uninterrupted run), also under SLURM's requeue."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from wave_lightning.preemption import newest_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+# copy task, tiny wRNN: 3 batches per epoch, 6 steps; the signal comes after step 4 (epoch 1)
+TINY = [
+    "--config", str(REPO / "conf/data/copy.yaml"),
+    "--config", str(REPO / "conf/model/wrnn.yaml"),
+    "--model.layer.init_args.n_hid", "8",
+    "--model.layer.init_args.n_ch", "2",
+    "--data.delay", "2",
+    "--data.memory_length", "2",
+    "--data.batch_size", "4",
+    "--data.train_batches", "3",
+    "--data.val_size", "8",
+    "--data.test_size", "4",
+    "--trainer.max_steps", "6",
+    "--trainer.log_every_n_steps", "1",
+    "--test_after_fit", "false",
+]  # fmt: skip
+STOP_AT = 4
+
+
+class SignalAtStep(Callback):
+    """Sends `signum` to the rank-0 process when global step `step` has finished (a test's
+    preemption; under DDP that is the process the user started, which passes it on)."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        if trainer.global_step == self.step and trainer.global_rank == 0:
+            os.kill(os.getpid(), self.signum)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without SLURM variables, one thread, the repository importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    path = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
+    return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **extra}
+
+
+def fit(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`wave-lightning fit` of the tiny run in `root`; fails the test if the command fails."""
+    command = [sys.executable, "-m", "wave_lightning", "fit", *TINY]
+    command += ["--trainer.default_root_dir", str(root), *args]
+    result = subprocess.run(command, env=env or clean_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def signal_at(signum: int, step: int = STOP_AT) -> str:
+    """The CLI argument adding a SignalAtStep callback."""
+    init_args = f'{{"step": {step}, "signum": {int(signum)}}}'
+    callback = f'{{"class_path": "test_preemption.SignalAtStep", "init_args": {init_args}}}'
+    return f"--trainer.callbacks+={callback}"
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def last_val_loss(root: Path) -> float:
+    with open(root / "metrics.csv") as file:
+        return [float(row["val/loss"]) for row in csv.DictReader(file) if row["val/loss"]][-1]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_newest_checkpoint_is_what_last_resumes(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    assert newest_checkpoint(tmp_path, checkpoints) is None  # a first start
+    checkpoints.mkdir()
+    names = ["checkpoints/epoch=0-step=3.ckpt", "checkpoints/last.ckpt", "hpc_ckpt_1.ckpt"]
+    names += ["checkpoints/preempted.ckpt", "checkpoints/last-v1.ckpt"]
+    for age, name in enumerate(names):  # the first name is the newest
+        (tmp_path / name).touch()
+        os.utime(tmp_path / name, ns=(0, (100 - age) * 10**9))
+    expected = names[1:]  # never a best-model checkpoint
+    for name in expected:
+        assert newest_checkpoint(tmp_path, checkpoints) == str(tmp_path / name)
+        (tmp_path / name).unlink()
+    assert newest_checkpoint(tmp_path, checkpoints) is None
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    fit(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sigterm_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sigterm")
+    fit(root, signal_at(signal.SIGTERM))
+    return root
+
+
+@pytest.fixture(scope="module")
+def stopped_by_sigterm(sigterm_run) -> dict:
+    """The checkpoint SIGTERM left (read before a resume deletes it)."""
+    return load(sigterm_run / "checkpoints" / "preempted.ckpt")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_checkpoint_at_step_boundary(sigterm_run, stopped_by_sigterm):
+    checkpoint = stopped_by_sigterm
+    assert checkpoint["global_step"] == STOP_AT
+    assert checkpoint["epoch"] == 1  # mid-epoch: step 4 is batch 1 of epoch 1
+    assert load(sigterm_run / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+
+@pytest.mark.slow
+def test_sigterm_resume_equals_uninterrupted(sigterm_run, stopped_by_sigterm, uninterrupted):
+    result = fit(sigterm_run, "--ckpt_path", "last")
+    assert "preempted.ckpt" in result.stdout + result.stderr  # `last` chose the newest
+    resumed = load(sigterm_run / "checkpoints" / "last.ckpt")
+    reference = load(uninterrupted / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] == reference["global_step"] == 6
+    assert_same_weights(resumed["state_dict"], reference["state_dict"])
+    assert last_val_loss(sigterm_run) == last_val_loss(uninterrupted)
+    assert not (sigterm_run / "checkpoints" / "preempted.ckpt").exists()  # done with it
+
+
+@pytest.mark.slow
+def test_sigusr1_stops_like_sigterm(tmp_path, stopped_by_sigterm):
+    fit(tmp_path, signal_at(signal.SIGUSR1))
+    by_usr1 = load(tmp_path / "checkpoints" / "preempted.ckpt")
+    assert by_usr1["global_step"] == STOP_AT
+    assert_same_weights(by_usr1["state_dict"], stopped_by_sigterm["state_dict"])
+
+
+@pytest.mark.slow
+def test_ddp_sigterm_resume_equals_uninterrupted(tmp_path, stopped_by_sigterm, uninterrupted):
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    fit(tmp_path, *ddp, signal_at(signal.SIGTERM))
+    stopped = load(tmp_path / "checkpoints" / "preempted.ckpt")
+    assert stopped["global_step"] == STOP_AT
+    fit(tmp_path, *ddp, "--ckpt_path", "last")
+    resumed = load(tmp_path / "checkpoints" / "last.ckpt")
+    reference = load(uninterrupted / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] == 6
+    for name, value in reference["state_dict"].items():  # DDP averages: equal to rounding
+        torch.testing.assert_close(resumed["state_dict"][name], value, rtol=0, atol=1e-6)
+
+
+FAKE_SCONTROL = """#!/bin/sh
+# stands in for SLURM: records the requeue, then stops the job as SLURM does (SIGTERM)
+echo "$@" > "$SCONTROL_LOG"
+kill -TERM $PPID
+"""
+
+
+@pytest.mark.slow
+def test_slurm_sigusr1_requeues_and_checkpoints(tmp_path, stopped_by_sigterm):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(FAKE_SCONTROL)
+    (bin_dir / "scontrol").chmod(0o755)
+    log = tmp_path / "scontrol.log"
+    env = clean_env(
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        SCONTROL_LOG=str(log),
+        SLURM_NTASKS="1",
+        SLURM_NTASKS_PER_NODE="1",
+        SLURM_JOB_NAME="wave",
+        SLURM_JOB_ID="4242",
+        SLURM_PROCID="0",
+        SLURM_LOCALID="0",
+        SLURM_NODEID="0",
+        SLURM_NODELIST="localhost",
+    )
+    root = tmp_path / "run"
+    fit(root, signal_at(signal.SIGUSR1), env=env)
+    assert log.read_text().split() == ["requeue", "4242"]
+    hpc = load(root / "hpc_ckpt_1.ckpt")  # Lightning's SLURM checkpoint
+    preempted = load(root / "checkpoints" / "preempted.ckpt")  # ours, on SLURM's SIGTERM
+    assert hpc["global_step"] == preempted["global_step"] == STOP_AT
+    assert newest_checkpoint(root, root / "checkpoints") == str(root / "checkpoints/preempted.ckpt")
+    assert_same_weights(preempted["state_dict"], stopped_by_sigterm["state_dict"])
