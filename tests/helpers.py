@@ -4,7 +4,7 @@ import os
 import signal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from wave_lightning.data import AddingTask
 
@@ -20,17 +20,6 @@ class KillAtEpoch(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-class Poisoned(Dataset):
-    """Batches of `inner`, with NaN inputs from global batch index `start` on."""
-
-    def __init__(self, inner: Dataset, start: int) -> None:
-        self.inner, self.start = inner, start
-
-    def __getitem__(self, index: int):
-        x, y = self.inner[index]
-        return (x * float("nan"), y) if index >= self.start else (x, y)
-
-
 class NaNAddingTask(AddingTask):
     """The adding task whose training inputs turn to NaN at global batch `nan_from_batch`."""
 
@@ -40,5 +29,12 @@ class NaNAddingTask(AddingTask):
 
     def train_dataloader(self) -> DataLoader:
         loader = super().train_dataloader()
-        poisoned = Poisoned(loader.dataset, self.nan_from_batch)
-        return DataLoader(poisoned, sampler=loader.sampler, batch_size=None)
+        stream = loader.dataset
+        clean = stream.rank_batch
+
+        def poisoned(index: int):
+            x, y = clean(index)
+            return (x * float("nan"), y) if index >= self.nan_from_batch else (x, y)
+
+        stream.rank_batch = poisoned
+        return loader
