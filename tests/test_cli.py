@@ -1,5 +1,6 @@
 """The wave-lightning command: configs, print_config round trip, resume, errors, NaN guard."""
 
+import csv
 import os
 import subprocess
 import sys
@@ -187,6 +188,9 @@ def test_a_killed_run_resumed_from_last_ckpt_ends_with_the_same_weights(tmp_path
     resumed = cli([*crash, "--ckpt_path", "last"])
     assert resumed.returncode == 0, resumed.stderr
     assert "Restoring states from the checkpoint" in resumed.stdout + resumed.stderr
+    with open(tmp_path / "crash/metrics.csv", newline="") as file:
+        val_steps = [int(row["step"]) for row in csv.DictReader(file) if row["val/loss"]]
+    assert val_steps == [2, 5, 8, 11]  # the resumed run continued the killed run's log
     a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "crash")
     assert a.keys() == b.keys()
     for key in a:

@@ -7,26 +7,14 @@ from pathlib import Path
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
-from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.optim import Optimizer
 
 from .console import EpochLines
 from .data.batching import per_device_batch_size
 from .devices import check_devices
+from .loggers import default_loggers
 from .preemption import PreemptionCheckpoint, newest_checkpoint
 from .tasks import SequenceTask
-
-
-def default_loggers(root: str) -> list[Logger]:
-    """CSV logs in the run directory, and TensorBoard beside them when it is installed."""
-    loggers: list[Logger] = [CSVLogger(root, name="", version="")]
-    try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(root, name="tensorboard", version=""))
-    except ModuleNotFoundError:
-        pass
-    return loggers
 
 
 def class_name(config, key: str) -> str:
