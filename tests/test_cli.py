@@ -148,7 +148,7 @@ def test_a_run_writes_config_logs_and_checkpoints(tmp_path, capsys):
         ]
     )
     out = capsys.readouterr().out
-    assert f"checkpoints: {tmp_path / 'checkpoints'}" in out
+    assert f"checkpoints: {tmp_path / 'checkpoints'} (last: {tmp_path}/checkpoints/last.ckpt" in out
     assert (tmp_path / "config.yaml").exists() and (tmp_path / "checkpoints/last.ckpt").exists()
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss", "val/loss", "val/acc", "test/acc", "test/loss"} <= set(header)

@@ -108,17 +108,15 @@ class WaveCLI(LightningCLI):
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
+        # read before testing: loading the best checkpoint restores the callback's older state
+        saved = f"last: {checkpoint.last_model_path}, best: {checkpoint.best_model_path}"
         if self.config.fit.test_after_fit and not self.trainer.interrupted:
-            best = checkpoint.best_model_path if checkpoint is not None else ""
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+            best = checkpoint.best_model_path or None
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
         log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask
-        if self.trainer.is_global_zero and checkpoint is not None:
+        if self.trainer.is_global_zero:
             print(f"logs: {log_dir}", flush=True)
-            print(
-                f"checkpoints: {checkpoint.dirpath} (last: {checkpoint.last_model_path}, "
-                f"best: {checkpoint.best_model_path})",
-                flush=True,
-            )
+            print(f"checkpoints: {checkpoint.dirpath} ({saved})", flush=True)
 
 
 COMMANDS = {
