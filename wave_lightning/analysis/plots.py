@@ -1,0 +1,120 @@
+"""Figures for papers: space-time images, 2D FFT power with the fitted line, ring animations.
+
+Figures are built as matplotlib.figure.Figure, outside pyplot: no GUI backend, no global figure
+list to leak from a training callback."""
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.animation import FuncAnimation, PillowWriter
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from .speed import WaveMeasure
+
+COLUMNS = 3
+PANEL = (4.2, 3.2)
+
+
+def panel_grid(count: int, title: str) -> tuple[Figure, list]:
+    """A figure with `count` panels, COLUMNS per row, and an overall title."""
+    cols = min(count, COLUMNS)
+    rows = math.ceil(count / cols)
+    fig = Figure(figsize=(PANEL[0] * cols, PANEL[1] * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig, list(axes.flat[:count])
+
+
+def ring_label(ring: int, measure: WaveMeasure | None) -> str:
+    """Panel title: the ring, and its speed and score when measured."""
+    if measure is None:
+        return f"ring {ring}"
+    return f"ring {ring}: v = {measure.speed:+.2f} units/step, score {measure.score:.2f}"
+
+
+def plot_spacetime(
+    images: Tensor, measures: Sequence[WaveMeasure] | None = None, title: str = "Space-time"
+) -> Figure:
+    """One panel per ring of images (rings, units, T): unit on the ring against time."""
+    fig, axes = panel_grid(images.shape[0], title)
+    for ring, ax in enumerate(axes):
+        shown = ax.imshow(
+            images[ring].numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="none"
+        )
+        ax.set(xlabel="time (steps)", ylabel="unit on ring")
+        ax.set_title(ring_label(ring, measures[ring] if measures else None), fontsize=9)
+        fig.colorbar(shown, ax=ax, label="activation")
+    return fig
+
+
+def velocity_line(speed: float, points: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The line omega = -v k, wrapped into [-1/2, 1/2), with NaN breaks where it wraps."""
+    k = np.linspace(-0.5, 0.5, points)
+    omega = np.remainder(-speed * k + 0.5, 1.0) - 0.5
+    omega[1:][np.abs(np.diff(omega)) > 0.5] = np.nan
+    return k, omega
+
+
+def plot_spectra(
+    powers: Sequence[Tensor], measures: Sequence[WaveMeasure], title: str = "2D FFT power"
+) -> Figure:
+    """One panel per ring: log power over (k, omega), centred, with the fitted velocity line."""
+    fig, axes = panel_grid(len(powers), title)
+    for ring, (ax, power) in enumerate(zip(axes, powers, strict=True)):
+        shifted = torch.fft.fftshift(power).numpy()
+        relative = np.log10(shifted / max(shifted.max(), 1e-300) + 1e-12)
+        shown = ax.imshow(
+            relative,
+            aspect="auto",
+            origin="lower",
+            extent=(-0.5, 0.5, -0.5, 0.5),
+            cmap="viridis",
+            vmin=-6,
+            vmax=0,
+        )
+        k, omega = velocity_line(measures[ring].speed)
+        ax.plot(k, omega, "w--", lw=1.2, label=f"ω = -{measures[ring].speed:.2f} k")
+        ax.set(xlabel="wavenumber k (cycles/unit)", ylabel="frequency ω (cycles/step)")
+        ax.set_title(ring_label(ring, measures[ring]), fontsize=9)
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.6)
+        fig.colorbar(shown, ax=ax, label="log10 power (rel. to max)")
+    return fig
+
+
+def animate_rings(states: Tensor, path: str | Path, fps: int = 8, title: str = "Rings") -> Path:
+    """An animated GIF of states (T, rings, units): ring r drawn as a circle of radius r + 1,
+    each unit coloured by its activation at time t."""
+    steps, rings, units = states.shape
+    angle = 2 * np.pi * np.arange(units) / units
+    x = np.concatenate([(r + 1) * np.cos(angle) for r in range(rings)])
+    y = np.concatenate([(r + 1) * np.sin(angle) for r in range(rings)])
+    values = states.reshape(steps, -1).numpy()
+    fig = Figure(figsize=(4.6, 4), layout="constrained")
+    ax = fig.subplots()
+    dots = ax.scatter(
+        x,
+        y,
+        c=values[0],
+        s=max(4.0, 800 / units),
+        cmap="magma",
+        vmin=values.min(),
+        vmax=max(values.max(), values.min() + 1e-9),
+    )
+    fig.colorbar(dots, ax=ax, label="activation")
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+
+    def draw(t: int):
+        dots.set_array(values[t])
+        ax.set_title(f"{title}: t = {t} steps (unit 0 at 3 o'clock, counter-clockwise)", fontsize=8)
+        return (dots,)
+
+    path = Path(path)
+    FuncAnimation(fig, draw, frames=steps, blit=False).save(path, writer=PillowWriter(fps=fps))
+    return path
