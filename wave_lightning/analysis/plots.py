@@ -35,7 +35,12 @@ def ring_label(ring: int, measure: WaveMeasure | None) -> str:
     """Panel title: the ring, and its speed and score when measured."""
     if measure is None:
         return f"ring {ring}"
-    return f"ring {ring}: v = {measure.speed:+.2f} units/step, score {measure.score:.2f}"
+    return f"ring {ring}: v = {shown_speed(measure.speed)} units/step, score {measure.score:.2f}"
+
+
+def shown_speed(speed: float) -> str:
+    """A speed to two decimals, signed, without a negative zero."""
+    return f"{round(speed, 2) + 0.0:+.2f}"
 
 
 def plot_spacetime(
@@ -79,7 +84,7 @@ def plot_spectra(
             vmax=0,
         )
         k, omega = velocity_line(measures[ring].speed)
-        ax.plot(k, omega, "w--", lw=1.2, label=f"ω = -{measures[ring].speed:.2f} k")
+        ax.plot(k, omega, "w--", lw=1.2, label=f"ω = -v k, v = {shown_speed(measures[ring].speed)}")
         ax.set(xlabel="wavenumber k (cycles/unit)", ylabel="frequency ω (cycles/step)")
         ax.set_title(ring_label(ring, measures[ring]), fontsize=9)
         ax.legend(loc="upper right", fontsize=8, framealpha=0.6)
