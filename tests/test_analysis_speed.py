@@ -24,6 +24,7 @@ def travelling_bumps(speed: float, units: int = 32, steps: int = 64, examples: i
 def test_a_travelling_wave_of_known_speed_is_measured_within_5_percent(speed):
     measure = measure_ring(travelling_bumps(speed), torch.Generator().manual_seed(0))
     assert measure.speed == pytest.approx(speed, rel=0.05)
+    assert measure.wave_speed == measure.speed
     assert measure.line_fraction > 0.99
     assert measure.score > 0.98
 
@@ -91,3 +92,16 @@ def test_a_random_dense_irnn_has_a_low_wave_score():
     x = impulse_inputs(8, 48, 3, impulses=3, generator=torch.Generator().manual_seed(0))
     (measure,) = measure_waves(record_states(layer, x))
     assert measure.score < 0.2
+
+
+def test_a_wave_under_a_stronger_standing_pattern_is_scored_by_its_share_of_power():
+    images = 2 * travelling_bumps(0.0) + travelling_bumps(1.0)
+    measure = measure_ring(images, torch.Generator().manual_seed(0))
+    assert abs(measure.speed) < 1e-6
+    assert measure.wave_speed == pytest.approx(1.0, rel=0.05)
+    # the standing bump holds 4x the wave's power: a fifth of the power travels
+    assert measure.line_fraction == pytest.approx(0.2, abs=0.01)
+    assert 0.1 < measure.score < measure.line_fraction
+    summary = summarize([measure, measure_ring(travelling_bumps(-0.5))])
+    assert summary["speed"] == pytest.approx(measure.speed / 2 - 0.25, abs=1e-3)
+    assert summary["wave_speed"] == pytest.approx((measure.wave_speed - 0.5) / 2, abs=1e-3)

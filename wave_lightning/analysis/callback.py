@@ -17,7 +17,7 @@ INPUTS = ("data", "impulses")
 
 class WaveAnalysis(Callback):
     """Every `every_n_epochs` training epochs: record the layer on a small fixed batch (no
-    gradient), log waves/speed, waves/score and the onset accuracies as metrics, and draw the
+    gradient), log waves/speed, waves/wave_speed, waves/score and the onset accuracies, and draw the
     space-time and 2D FFT figures into TensorBoard (when present) and <log_dir>/waves/*.png.
 
     inputs "data" takes the first `examples` sequences of the DataModule's validation loader;
@@ -67,13 +67,13 @@ class WaveAnalysis(Callback):
         layer = pl_module.model.layer
         batch = self.fixed_batch(trainer, pl_module)
         result = analyze(layer, batch, self.seed, self.onset_examples, self.max_delay)
-        pl_module.log_dict(self.metrics(result), on_epoch=True)
+        pl_module.log_dict(self.metrics(result), on_epoch=True, sync_dist=True)
         self.draw(trainer, result)
 
     def metrics(self, result: Analysis) -> dict[str, float]:
-        """waves/speed, waves/score, and the onset accuracies when decoded."""
+        """waves/speed, waves/wave_speed, waves/score, and the onset accuracies when decoded."""
         summary = result.summary()
-        metrics = {"waves/speed": summary["speed"], "waves/score": summary["score"]}
+        metrics = {f"waves/{name}": summary[name] for name in ("speed", "wave_speed", "score")}
         if result.onset:
             metrics["waves/onset_delay_acc"] = result.onset.delay_accuracy
             metrics["waves/onset_input_acc"] = result.onset.channel_accuracy

@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out) if args.out else default_out(ckpt)
     written = write_report(result, out, meta, args.example, args.max_rings, f"{kind}: ")
     summary = result.summary()
-    print(f"{kind}: speed {summary['speed']:+.3f} units/step, wave score {summary['score']:.3f}")
+    print(
+        f"{kind}: speed {summary['speed']:+.3f} units/step (moving line "
+        f"{summary['wave_speed']:+.3f}), wave score {summary['score']:.3f}"
+    )
     if result.onset:
         onset = result.onset
         print(

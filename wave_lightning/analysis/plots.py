@@ -35,7 +35,15 @@ def ring_label(ring: int, measure: WaveMeasure | None) -> str:
     """Panel title: the ring, and its speed and score when measured."""
     if measure is None:
         return f"ring {ring}"
-    return f"ring {ring}: v = {shown_speed(measure.speed)} units/step, score {measure.score:.2f}"
+    speed = shown_speed(measure.speed)
+    if not same_line(measure):
+        speed += f" (wave {shown_speed(measure.wave_speed)})"
+    return f"ring {ring}: v = {speed} units/step, score {measure.score:.2f}"
+
+
+def same_line(measure: WaveMeasure) -> bool:
+    """Whether the dominant line is the moving line the score uses."""
+    return measure.wave_speed == measure.speed
 
 
 def shown_speed(speed: float) -> str:
@@ -83,10 +91,15 @@ def plot_spectra(
             vmin=-6,
             vmax=0,
         )
-        k, omega = velocity_line(measures[ring].speed)
-        ax.plot(k, omega, "w--", lw=1.2, label=f"ω = -v k, v = {shown_speed(measures[ring].speed)}")
+        measure = measures[ring]
+        k, omega = velocity_line(measure.speed)
+        ax.plot(k, omega, "w--", lw=1.2, label=f"ω = -v k, v = {shown_speed(measure.speed)}")
+        if not same_line(measure) and not math.isnan(measure.wave_speed):
+            k, omega = velocity_line(measure.wave_speed)
+            label = f"wave, v = {shown_speed(measure.wave_speed)}"
+            ax.plot(k, omega, ":", color="cyan", lw=1.4, label=label)
         ax.set(xlabel="wavenumber k (cycles/unit)", ylabel="frequency ω (cycles/step)")
-        ax.set_title(ring_label(ring, measures[ring]), fontsize=9)
+        ax.set_title(ring_label(ring, measure), fontsize=9)
         ax.legend(loc="upper right", fontsize=8, framealpha=0.6)
         fig.colorbar(shown, ax=ax, label="log10 power (rel. to max)")
     return fig

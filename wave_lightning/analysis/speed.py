@@ -18,9 +18,10 @@ DEFAULT_MAX_SPEED = 4.0
 
 @dataclass(frozen=True)
 class WaveMeasure:
-    """One ring's measures: speed (units/step), power fractions, wave score (see measure_ring)."""
+    """One ring's measures: speeds (units/step), power fractions, wave score (see best_line)."""
 
     speed: float
+    wave_speed: float
     line_fraction: float
     stationary_fraction: float
     shuffled_fraction: float
@@ -35,8 +36,9 @@ def wrapped(x: Tensor) -> Tensor:
     return torch.remainder(x + 0.5, 1.0) - 0.5
 
 
-def line_power(power: Tensor, velocities: Tensor) -> Tensor:
-    """Power on each line omega = -v k (k != 0), read off the spectrum by linear interpolation."""
+def line_power(power: Tensor, velocities: Tensor, clear: float = 0.0) -> Tensor:
+    """Power on each line omega = -v k (k != 0), read off the spectrum by linear interpolation,
+    leaving out the points within `clear` cycles/step of omega = 0 (|v k| < clear)."""
     bins = power.shape[0]
     _, k = frequencies(power)
     table = power[:, 1:].T  # (N-1, M): one row of temporal frequencies per nonzero k
@@ -45,21 +47,30 @@ def line_power(power: Tensor, velocities: Tensor) -> Tensor:
     frac = position - low
     below = table.gather(1, low % bins)
     above = table.gather(1, (low + 1) % bins)
-    return (below * (1 - frac) + above * frac).sum(0)
+    kept = (k[1:, None] * velocities[None, :]).abs() >= clear
+    return ((below * (1 - frac) + above * frac) * kept).sum(0)
 
 
-def estimate_speed(power: Tensor, steps: int, max_speed: float = DEFAULT_MAX_SPEED) -> float:
-    """The v in [-max_speed, max_speed] whose line holds the most power.
+def estimate_speed(
+    power: Tensor, steps: int, max_speed: float = DEFAULT_MAX_SPEED, min_speed: float = 0.0
+) -> float:
+    """The v with min_speed <= |v| <= max_speed whose line holds the most power (NaN if none).
 
     A grid of step 1/steps (finer than the peak, whose width in v is at least 4/steps), then a
-    grid 50 times finer around the best point.
+    grid 50 times finer around the best point. With min_speed > 0 (moving lines), the points
+    of a line within 4/steps of omega = 0, inside the stationary band, do not count.
     """
+    clear = 4.0 / steps if min_speed > 0 else 0.0
     limit = min(max_speed, power.shape[1] / 2)
     step = 1.0 / steps
     coarse = torch.arange(-round(limit / step), round(limit / step) + 1, dtype=torch.float64) * step
-    best = coarse[line_power(power, coarse).argmax()]
+    coarse = coarse[(coarse.abs() >= min_speed) & (coarse.abs() <= limit)]
+    if not len(coarse):
+        return math.nan
+    best = coarse[line_power(power, coarse, clear).argmax()]
     fine = best + torch.linspace(-step, step, 101, dtype=torch.float64)
-    return float(fine[line_power(power, fine).argmax()])
+    fine = fine[(fine.abs() >= min_speed) & (fine.abs() <= limit)]
+    return float(fine[line_power(power, fine, clear).argmax()])
 
 
 def near_line(power: Tensor, speed: float, halfwidth: float) -> Tensor:
@@ -81,25 +92,32 @@ def time_shuffled(images: Tensor, generator: Generator | None = None) -> Tensor:
     return images.gather(1, order[:, :, None].expand_as(images))
 
 
-def best_line(images: Tensor, pad: int, max_speed: float) -> tuple[float, float, float]:
-    """(speed, line fraction, stationary fraction) of space-time images (B, T, N); NaNs when
-    the images hold no power at k != 0.
+def best_line(images: Tensor, pad: int, max_speed: float) -> tuple[float, float, float, float]:
+    """(speed, wave speed, line fraction, stationary fraction) of space-time images (B, T, N);
+    NaNs when the images hold no power at k != 0.
 
-    Bands are 2/T cycles/step wide each side of a line (the Hann window's main lobe). The line
-    fraction counts only wavenumbers where the line's band is clear of the stationary band
-    (|v k| >= 4/T), where a moving pattern can be told from a standing one; the stationary
-    fraction is the share of all power within the band of omega = 0.
+    speed is the dominant line's (0 for a standing pattern); wave speed the best moving line's,
+    |v| >= 8/T, the slowest whose band clears the stationary band at some k <= 1/2. Bands are
+    2/T cycles/step wide each side of a line (the Hann window's main lobe). The line fraction
+    is the wave line's share of the power, counted only over wavenumbers where its band is
+    clear of the stationary band (|v k| >= 4/T), where moving can be told from standing; the
+    stationary fraction is the share of all power within the band of omega = 0.
     """
     power = power_spectrum(images, pad)
     if power[:, 1:].sum() <= 0:
-        return math.nan, math.nan, math.nan
-    speed = estimate_speed(power, images.shape[1], max_speed)
-    halfwidth = 2.0 / images.shape[1]
+        return math.nan, math.nan, math.nan, math.nan
+    steps = images.shape[1]
+    speed = estimate_speed(power, steps, max_speed)
+    moving = 8.0 / steps
+    wave_speed = speed if abs(speed) >= moving else estimate_speed(power, steps, max_speed, moving)
+    halfwidth = 2.0 / steps
     _, k = frequencies(power)
-    everywhere = torch.ones_like(k[1:], dtype=torch.bool)
-    resolvable = (speed * k[1:]).abs() >= 2 * halfwidth
-    line = share(power, near_line(power, speed, halfwidth), resolvable)
-    return speed, line, share(power, near_line(power, 0.0, halfwidth), everywhere)
+    stationary = share(power, near_line(power, 0.0, halfwidth), torch.ones_like(k[1:]).bool())
+    if math.isnan(wave_speed):
+        return speed, wave_speed, 0.0, stationary
+    resolvable = (wave_speed * k[1:]).abs() >= 2 * halfwidth
+    line = share(power, near_line(power, wave_speed, halfwidth), resolvable)
+    return speed, wave_speed, line, stationary
 
 
 def measure_ring(
@@ -108,17 +126,18 @@ def measure_ring(
     pad: int = DEFAULT_PAD,
     max_speed: float = DEFAULT_MAX_SPEED,
 ) -> WaveMeasure:
-    """Speed and wave score of one ring's space-time images (B, T, N), summed over the batch.
+    """Speeds and wave score of one ring's space-time images (B, T, N), summed over the batch.
 
-    score = max(0, (f - f_shuffled) / (1 - f_shuffled)), f the line fraction of the best line
-    (see best_line): 1 for a clean travelling wave, 0 for noise and standing patterns.
+    score = max(0, (f - f_shuffled) / (1 - f_shuffled)), f the line fraction of the best
+    moving line (see best_line): 1 for a clean travelling wave, 0 for noise and standing
+    patterns.
     """
-    speed, line, stationary = best_line(images, pad, max_speed)
-    _, shuffled, _ = best_line(time_shuffled(images, generator), pad, max_speed)
-    if math.isnan(line):
-        return WaveMeasure(math.nan, math.nan, math.nan, math.nan, math.nan)
+    speed, wave_speed, line, stationary = best_line(images, pad, max_speed)
+    if math.isnan(speed):
+        return WaveMeasure(*[math.nan] * 6)
+    _, _, shuffled, _ = best_line(time_shuffled(images, generator), pad, max_speed)
     score = max(0.0, (line - shuffled) / (1 - shuffled)) if shuffled < 1 else 0.0
-    return WaveMeasure(speed, line, stationary, shuffled, score)
+    return WaveMeasure(speed, wave_speed, line, stationary, shuffled, score)
 
 
 def measure_waves(
@@ -138,6 +157,7 @@ def summarize(measures: list[WaveMeasure]) -> dict:
     mean = (lambda name: sum(getattr(m, name) for m in valid) / len(valid)) if valid else None
     return {
         "speed": mean("speed") if mean else math.nan,
+        "wave_speed": mean("wave_speed") if mean else math.nan,
         "score": mean("score") if mean else math.nan,
         "per_ring": [m.as_dict() for m in measures],
     }
