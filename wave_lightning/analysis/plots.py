@@ -106,33 +106,34 @@ def plot_spectra(
 
 
 def animate_rings(states: Tensor, path: str | Path, fps: int = 8, title: str = "Rings") -> Path:
-    """An animated GIF of states (T, rings, units): ring r drawn as a circle of radius r + 1,
-    each unit coloured by its activation at time t."""
+    """An animated GIF of states (T, rings, units): ring r drawn as a circle of radius r + 2,
+    each unit coloured by its activation over the ring's largest one at that time, so that a
+    wave stays visible while the overall activity grows or decays."""
     steps, rings, units = states.shape
     angle = 2 * np.pi * np.arange(units) / units
-    x = np.concatenate([(r + 1) * np.cos(angle) for r in range(rings)])
-    y = np.concatenate([(r + 1) * np.sin(angle) for r in range(rings)])
-    values = states.reshape(steps, -1).numpy()
-    fig = Figure(figsize=(4.6, 4), layout="constrained")
+    radius = np.repeat(np.arange(rings) + 2.0, units)
+    x, y = radius * np.tile(np.cos(angle), rings), radius * np.tile(np.sin(angle), rings)
+    peak = states.abs().amax(dim=2, keepdim=True).clamp_min(1e-12)
+    values = (states / peak).reshape(steps, -1).numpy()
+    fig = Figure(figsize=(4.8, 4), layout="constrained")
     ax = fig.subplots()
-    dots = ax.scatter(
-        x,
-        y,
-        c=values[0],
-        s=max(4.0, 800 / units),
-        cmap="magma",
-        vmin=values.min(),
-        vmax=max(values.max(), values.min() + 1e-9),
-    )
-    fig.colorbar(dots, ax=ax, label="activation")
+    spacing = 2 * np.pi * radius / units  # distance between neighbours, in data units
+    size = (spacing * 72 * 3.2 / (2 * (rings + 2.5))) ** 2  # marker area in points^2
+    dots = ax.scatter(x, y, c=values[0], s=size, cmap="magma", vmin=min(0.0, values.min()), vmax=1)
+    fig.colorbar(dots, ax=ax, label="activation / ring's max at t")
     ax.set_aspect("equal")
     ax.set_axis_off()
 
     def draw(t: int):
         dots.set_array(values[t])
-        ax.set_title(f"{title}: t = {t} steps (unit 0 at 3 o'clock, counter-clockwise)", fontsize=8)
+        ax.set_title(
+            f"{title}: t = {t} steps\n(ring r at radius r + 2; unit 0 at 3 o'clock, "
+            "counter-clockwise)",
+            fontsize=8,
+        )
         return (dots,)
 
     path = Path(path)
-    FuncAnimation(fig, draw, frames=steps, blit=False).save(path, writer=PillowWriter(fps=fps))
+    animation = FuncAnimation(fig, draw, frames=steps, blit=False)
+    animation.save(path, writer=PillowWriter(fps=fps), dpi=72)
     return path
