@@ -16,6 +16,7 @@ from torch import Tensor
 from .speed import WaveMeasure
 
 COLUMNS = 3
+NAMED_WAVE_SCORE = 0.1
 PANEL = (4.2, 3.2)
 
 
@@ -42,8 +43,9 @@ def ring_label(ring: int, measure: WaveMeasure | None) -> str:
 
 
 def same_line(measure: WaveMeasure) -> bool:
-    """Whether the dominant line is the moving line the score uses."""
-    return measure.wave_speed == measure.speed
+    """Whether the moving line the score uses goes unnamed: it is the dominant line, or it
+    scores below NAMED_WAVE_SCORE (a chance line through noise is not worth drawing)."""
+    return measure.wave_speed == measure.speed or not measure.score >= NAMED_WAVE_SCORE
 
 
 def shown_speed(speed: float) -> str:
@@ -94,7 +96,7 @@ def plot_spectra(
         measure = measures[ring]
         k, omega = velocity_line(measure.speed)
         ax.plot(k, omega, "w--", lw=1.2, label=f"ω = -v k, v = {shown_speed(measure.speed)}")
-        if not same_line(measure) and not math.isnan(measure.wave_speed):
+        if not same_line(measure):
             k, omega = velocity_line(measure.wave_speed)
             label = f"wave, v = {shown_speed(measure.wave_speed)}"
             ax.plot(k, omega, ":", color="cyan", lw=1.4, label=label)
