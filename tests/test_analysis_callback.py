@@ -4,7 +4,7 @@ import csv
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -77,3 +77,8 @@ def test_wave_analysis_runs_every_n_epochs_on_a_fixed_data_batch(tmp_path):
 def test_bad_callback_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         WaveAnalysis(**kwargs)
+
+
+def test_wave_analysis_names_a_module_without_a_recurrent_layer():
+    with pytest.raises(TypeError, match="model.layer"):
+        WaveAnalysis().on_train_epoch_end(Trainer(logger=False), LightningModule())

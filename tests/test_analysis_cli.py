@@ -69,3 +69,10 @@ def test_analyze_with_impulses_needs_no_config_and_measures_the_shift_wave(tmp_p
 def test_analyze_reports_a_missing_checkpoint(tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint"):
         main(["analyze", "--ckpt", str(tmp_path / "none.ckpt")])
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--max-rings", "0"), ("--examples", "-1")])
+def test_analyze_rejects_counts_out_of_range_naming_the_option(flag, value, capsys):
+    with pytest.raises(SystemExit):
+        main(["analyze", "--ckpt", "x.ckpt", flag, value])
+    assert flag in capsys.readouterr().err

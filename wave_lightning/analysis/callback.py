@@ -6,13 +6,22 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from torch import Tensor
+from torch import Tensor, nn
 
 from .inputs import first_inputs
 from .record import impulse_inputs
 from .report import Analysis, analyze
 
 INPUTS = ("data", "impulses")
+
+
+def recurrent_layer(pl_module: LightningModule) -> nn.Module:
+    """The recurrent layer of a wave_lightning task (pl_module.model.layer)."""
+    layer = getattr(getattr(pl_module, "model", None), "layer", None)
+    if not isinstance(layer, nn.Module):
+        name = type(pl_module).__name__
+        raise TypeError(f"WaveAnalysis needs a wave_lightning task with model.layer, got {name}")
+    return layer
 
 
 class WaveAnalysis(Callback):
@@ -53,7 +62,7 @@ class WaveAnalysis(Callback):
             if self.inputs == "data":
                 self.batch = first_inputs(trainer.datamodule.val_dataloader(), self.examples)
             else:
-                layer = pl_module.model.layer
+                layer = recurrent_layer(pl_module)
                 steps = self.steps or pl_module.hparams.get("seq_len") or 2 * layer.hidden_size
                 generator = torch.Generator().manual_seed(self.seed)
                 self.batch = impulse_inputs(
@@ -64,7 +73,7 @@ class WaveAnalysis(Callback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        layer = pl_module.model.layer
+        layer = recurrent_layer(pl_module)
         batch = self.fixed_batch(trainer, pl_module)
         result = analyze(layer, batch, self.seed, self.onset_examples, self.max_delay)
         pl_module.log_dict(self.metrics(result), on_epoch=True, sync_dist=True)

@@ -14,6 +14,18 @@ from .report import analyze, write_report
 INPUTS = ("data", "impulses")
 
 
+def count(minimum: int):
+    """An argparse type: an integer of at least `minimum`, else a message naming the bound."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wave-lightning analyze",
@@ -26,13 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", help="output folder (default <run>/analysis/<checkpoint name>)")
     add("--inputs", choices=INPUTS, default="data", help="drive with the run's data or impulses")
     add("--stage", choices=STAGES, default="test", help="data split for --inputs data")
-    add("--examples", type=int, default=32, help="sequences recorded (the FFT sums over them)")
-    add("--steps", type=int, help="impulse sequence length (default: the task's seq_len)")
-    add("--impulses", type=int, default=3, help="impulses per sequence for --inputs impulses")
-    add("--example", type=int, default=0, help="which recorded sequence the plots show")
-    add("--max-rings", type=int, default=6, help="rings shown in the figures (all are measured)")
-    add("--onset-examples", type=int, default=1024, help="onset decoding examples (0: skip)")
-    add("--max-delay", type=int, help="onset delays decoded: 0..max-delay-1 (default ring size)")
+    add("--examples", type=count(1), default=32, help="sequences recorded (the FFT sums over them)")
+    add("--steps", type=count(2), help="impulse sequence length (default: the task's seq_len)")
+    add("--impulses", type=count(1), default=3, help="impulses per sequence for --inputs impulses")
+    add("--example", type=count(0), default=0, help="which recorded sequence the plots show")
+    add("--max-rings", type=count(1), default=6, help="rings drawn (all are measured)")
+    add("--onset-examples", type=count(0), default=1024, help="onset decoding examples (0: skip)")
+    add("--max-delay", type=count(1), help="onset delays 0..max-delay-1 (default: ring size)")
     add("--seed", type=int, default=0, help="seed of impulses, shuffles and onset decoding")
     return parser
 
