@@ -1,0 +1,26 @@
+"""Wave measurements: space-time images, 2D FFT, wave speed and score, onset decoding, figures."""
+
+from .callback import WaveAnalysis
+from .fft import power_spectrum
+from .onset import OnsetDecoding, onset_decoding
+from .record import impulse_inputs, record_states, ring_shape
+from .report import Analysis, analyze, write_report
+from .spacetime import spacetime_images
+from .speed import WaveMeasure, measure_ring, measure_waves
+
+__all__ = [
+    "Analysis",
+    "OnsetDecoding",
+    "WaveAnalysis",
+    "WaveMeasure",
+    "analyze",
+    "impulse_inputs",
+    "measure_ring",
+    "measure_waves",
+    "onset_decoding",
+    "power_spectrum",
+    "record_states",
+    "ring_shape",
+    "spacetime_images",
+    "write_report",
+]

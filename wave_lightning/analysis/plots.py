@@ -1,0 +1,141 @@
+"""Figures for papers: space-time images, 2D FFT power with the fitted line, ring animations.
+
+Figures are built as matplotlib.figure.Figure, outside pyplot: no GUI backend, no global figure
+list to leak from a training callback."""
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.animation import FuncAnimation, PillowWriter
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from .speed import WaveMeasure
+
+COLUMNS = 3
+NAMED_WAVE_SCORE = 0.1
+PANEL = (4.2, 3.2)
+
+
+def panel_grid(count: int, title: str) -> tuple[Figure, list]:
+    """A figure with `count` panels, COLUMNS per row, and an overall title."""
+    cols = min(count, COLUMNS)
+    rows = math.ceil(count / cols)
+    fig = Figure(figsize=(PANEL[0] * cols, PANEL[1] * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig, list(axes.flat[:count])
+
+
+def ring_label(ring: int, measure: WaveMeasure | None) -> str:
+    """Panel title: the ring, and its speed and score when measured."""
+    if measure is None:
+        return f"ring {ring}"
+    speed = shown_speed(measure.speed)
+    if not same_line(measure):
+        speed += f" (wave {shown_speed(measure.wave_speed)})"
+    return f"ring {ring}: v = {speed} units/step, score {measure.score:.2f}"
+
+
+def same_line(measure: WaveMeasure) -> bool:
+    """Whether the moving line the score uses goes unnamed: it is the dominant line, or it
+    scores below NAMED_WAVE_SCORE (a chance line through noise is not worth drawing)."""
+    return measure.wave_speed == measure.speed or not measure.score >= NAMED_WAVE_SCORE
+
+
+def shown_speed(speed: float) -> str:
+    """A speed to two decimals, signed, without a negative zero."""
+    return f"{round(speed, 2) + 0.0:+.2f}"
+
+
+def plot_spacetime(
+    images: Tensor, measures: Sequence[WaveMeasure] | None = None, title: str = "Space-time"
+) -> Figure:
+    """One panel per ring of images (rings, units, T): unit on the ring against time."""
+    fig, axes = panel_grid(images.shape[0], title)
+    for ring, ax in enumerate(axes):
+        shown = ax.imshow(
+            images[ring].numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="none"
+        )
+        ax.set(xlabel="time (steps)", ylabel="unit on ring")
+        ax.set_title(ring_label(ring, measures[ring] if measures else None), fontsize=9)
+        fig.colorbar(shown, ax=ax, label="activation")
+    return fig
+
+
+def velocity_line(speed: float, points: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The line omega = -v k, wrapped into [-1/2, 1/2), with NaN breaks where it wraps."""
+    k = np.linspace(-0.5, 0.5, points)
+    omega = np.remainder(-speed * k + 0.5, 1.0) - 0.5
+    omega[1:][np.abs(np.diff(omega)) > 0.5] = np.nan
+    return k, omega
+
+
+def plot_spectra(
+    powers: Sequence[Tensor], measures: Sequence[WaveMeasure], title: str = "2D FFT power"
+) -> Figure:
+    """One panel per ring: log power over (k, omega), centred, with the fitted velocity line."""
+    fig, axes = panel_grid(len(powers), title)
+    for ring, (ax, power) in enumerate(zip(axes, powers, strict=True)):
+        shifted = torch.fft.fftshift(power).numpy()
+        relative = np.log10(shifted / max(shifted.max(), 1e-300) + 1e-12)
+        shown = ax.imshow(
+            relative,
+            aspect="auto",
+            origin="lower",
+            extent=(-0.5, 0.5, -0.5, 0.5),
+            cmap="viridis",
+            vmin=-6,
+            vmax=0,
+        )
+        measure = measures[ring]
+        k, omega = velocity_line(measure.speed)
+        ax.plot(k, omega, "w--", lw=1.2, label=f"ω = -v k, v = {shown_speed(measure.speed)}")
+        if not same_line(measure):
+            k, omega = velocity_line(measure.wave_speed)
+            label = f"wave, v = {shown_speed(measure.wave_speed)}"
+            ax.plot(k, omega, ":", color="cyan", lw=1.4, label=label)
+        ax.set(xlabel="wavenumber k (cycles/unit)", ylabel="frequency ω (cycles/step)")
+        ax.set_title(ring_label(ring, measure), fontsize=9)
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.6)
+        fig.colorbar(shown, ax=ax, label="log10 power (rel. to max)")
+    return fig
+
+
+def animate_rings(states: Tensor, path: str | Path, fps: int = 8, title: str = "Rings") -> Path:
+    """An animated GIF of states (T, rings, units): ring r drawn as a circle of radius r + 2,
+    each unit coloured by its activation over the ring's largest one at that time, so that a
+    wave stays visible while the overall activity grows or decays."""
+    steps, rings, units = states.shape
+    angle = 2 * np.pi * np.arange(units) / units
+    radius = np.repeat(np.arange(rings) + 2.0, units)
+    x, y = radius * np.tile(np.cos(angle), rings), radius * np.tile(np.sin(angle), rings)
+    peak = states.abs().amax(dim=2, keepdim=True).clamp_min(1e-12)
+    values = (states / peak).reshape(steps, -1).numpy()
+    fig = Figure(figsize=(4.8, 4), layout="constrained")
+    ax = fig.subplots()
+    spacing = 2 * np.pi * radius / units  # distance between neighbours, in data units
+    size = (spacing * 72 * 3.2 / (2 * (rings + 2.5))) ** 2  # marker area in points^2
+    dots = ax.scatter(x, y, c=values[0], s=size, cmap="magma", vmin=min(0.0, values.min()), vmax=1)
+    fig.colorbar(dots, ax=ax, label="activation / ring's max at t")
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+
+    def draw(t: int):
+        dots.set_array(values[t])
+        ax.set_title(
+            f"{title}: t = {t} steps\n(ring r at radius r + 2; unit 0 at 3 o'clock, "
+            "counter-clockwise)",
+            fontsize=8,
+        )
+        return (dots,)
+
+    path = Path(path)
+    animation = FuncAnimation(fig, draw, frames=steps, blit=False)
+    animation.save(path, writer=PillowWriter(fps=fps), dpi=72)
+    return path
