@@ -222,3 +222,24 @@ def test_a_nan_loss_stops_training_and_keeps_the_good_checkpoint(tmp_path):
     last = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)
     assert last["global_step"] == 3
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+
+
+def test_last_ckpt_is_the_last_epoch_even_when_the_metric_stops_improving(tmp_path):
+    main(
+        [
+            "fit",
+            *TINY_WAVE,
+            "--optimizer.lr",
+            "0",
+            "--trainer.max_epochs",
+            "3",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--test_after_fit",
+            "false",
+        ]
+    )
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["epoch=0-step=3.ckpt", "last.ckpt"]  # best: the first (nothing improves)
+    last = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)
+    assert (last["epoch"], last["global_step"]) == (2, 9)

@@ -23,6 +23,15 @@ def class_name(config, key: str) -> str:
     return path.rsplit(".", 1)[-1] if path else key
 
 
+def last_checkpoint(dirpath: str) -> ModelCheckpoint:
+    """Writes checkpoints/last.ckpt at every epoch end, whatever the monitored metric did.
+
+    ModelCheckpoint(save_last=True) rewrites last.ckpt only when it also saves a top-k
+    checkpoint (Lightning 2.6), so a resume could go back to the last improvement.
+    """
+    return ModelCheckpoint(dirpath=dirpath, filename="last", enable_version_counter=False)
+
+
 class WaveCLI(LightningCLI):
     """LightningCLI with the run directory, checkpoints, loggers and data links of this package.
 
@@ -53,7 +62,6 @@ class WaveCLI(LightningCLI):
         parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
         parser.set_defaults(
             {
-                "checkpoint.save_last": True,
                 "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}},
             }
         )
@@ -87,7 +95,8 @@ class WaveCLI(LightningCLI):
             kwargs["logger"] = default_loggers(trainer_config["default_root_dir"])
         trainer = super().instantiate_trainer(**kwargs)
         checkpoint_dir = self._get(self.config_init, "checkpoint").dirpath
-        trainer.callbacks.append(PreemptionCheckpoint(checkpoint_dir))
+        # after the monitored ModelCheckpoint, which stays trainer.checkpoint_callback (the best)
+        trainer.callbacks += [last_checkpoint(checkpoint_dir), PreemptionCheckpoint(checkpoint_dir)]
         return trainer
 
     def check_batch_split(self) -> None:
@@ -108,8 +117,9 @@ class WaveCLI(LightningCLI):
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
+        last = self.trainer.checkpoint_callbacks[1]
         # read before testing: loading the best checkpoint restores the callback's older state
-        saved = f"last: {checkpoint.last_model_path}, best: {checkpoint.best_model_path}"
+        saved = f"last: {last.best_model_path}, best: {checkpoint.best_model_path}"
         if self.config.fit.test_after_fit and not self.trainer.interrupted:
             best = checkpoint.best_model_path or None
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
