@@ -1,6 +1,7 @@
 """MNIST-1D table: train the shipped conf/experiment/mnist1d_*.yaml configs over several seeds.
 
     python benchmarks/mnist1d.py run mnist1d_wrnn mnist1d_gru --seeds 0 1 2   # trains, one by one
+    python benchmarks/mnist1d.py run mnist1d_gru --seeds 0 --trainer.max_epochs 5  # overrides
     python benchmarks/mnist1d.py table                                       # Markdown table
 
 Each run is `wave-lightning fit --config conf/experiment/<name>.yaml --seed_everything <seed>`
@@ -100,14 +101,12 @@ def main() -> None:
     run.add_argument("configs", nargs="+", help="names in conf/experiment, e.g. mnist1d_wrnn")
     run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     run.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmarks" / "mnist1d")
-    run.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more CLI overrides")
     show = sub.add_parser("table", help="summarise the runs found")
     show.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmarks" / "mnist1d")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # unknown options go to the CLI as overrides
     if args.command == "table":
         print(table(args.out))
         return
-    extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
     for name in args.configs:
         (args.out / name).mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:

@@ -66,15 +66,11 @@ def test_reported_test_accuracy_is_that_of_the_best_validation_checkpoint(tmp_pa
         [
             "fit",
             "--config",
-            str(ROOT / "conf" / "experiment" / "mnist1d_gru.yaml"),
-            "--model.layer.init_args.hidden_size",
-            "16",
-            "--optimizer.init_args.lr",
-            "0.02",
+            str(ROOT / "conf" / "experiment" / "mnist1d_wrnn_normal_v.yaml"),
             "--trainer.max_epochs",
             "4",
             "--trainer.limit_train_batches",
-            "6",
+            "8",
             "--trainer.default_root_dir",
             str(run),
         ]
@@ -94,3 +90,12 @@ def test_reported_test_accuracy_is_that_of_the_best_validation_checkpoint(tmp_pa
     with torch.no_grad():
         accuracy = (task(x).argmax(-1) == data.test_set.labels).float().mean().item()
     assert reported == [pytest.approx(accuracy, abs=1e-6)]
+
+
+@pytest.mark.slow
+def test_mnist1d_wrnn_beats_chance_by_a_wide_margin_in_four_epochs(tmp_path):
+    config = ROOT / "conf" / "experiment" / "mnist1d_wrnn_normal_v.yaml"
+    args = ["fit", "--config", str(config), "--trainer.max_epochs", "4"]
+    cli = WaveCLI(args=args + ["--trainer.default_root_dir", str(tmp_path / "run")])
+    assert cli.trainer.current_epoch == 4
+    assert float(cli.trainer.callback_metrics["test/acc"]) > 0.3  # chance is 0.1
