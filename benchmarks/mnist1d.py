@@ -1,7 +1,7 @@
 """MNIST-1D table: train the shipped conf/experiment/mnist1d_*.yaml configs over several seeds.
 
     python benchmarks/mnist1d.py run mnist1d_wrnn mnist1d_gru --seeds 0 1 2   # trains, one by one
-    python benchmarks/mnist1d.py run mnist1d_gru --seeds 0 --trainer.max_epochs 5  # overrides
+    python benchmarks/mnist1d.py run mnist1d_gru --seeds 0 --trainer.max_epochs=5  # overrides
     python benchmarks/mnist1d.py table                                       # Markdown table
 
 Each run is `wave-lightning fit --config conf/experiment/<name>.yaml --seed_everything <seed>`
@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def count_parameters(checkpoint: Path) -> int:
 def run_one(name: str, seed: int, out: Path, extra: list[str]) -> dict:
     """Train one config with one seed; returns and writes its record."""
     run_dir = out / name / f"seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: no checkpoints of an older one
     command = [sys.executable, "-m", "wave_lightning", "fit"]
     command += ["--config", str(ROOT / "conf" / "experiment" / f"{name}.yaml")]
     command += ["--seed_everything", str(seed), "--trainer.default_root_dir", str(run_dir), *extra]

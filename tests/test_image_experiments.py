@@ -20,6 +20,15 @@ EXPERIMENTS = sorted(
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny batches gain nothing from threads; on a shared machine threads only spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("images")
