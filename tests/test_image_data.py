@@ -8,8 +8,8 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from image_files import write_cifar10, write_mnist
 
+from tests.image_files import write_cifar10, write_mnist
 from wave_lightning.data import (
     MNIST1D,
     DataCorruptError,

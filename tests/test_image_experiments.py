@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from image_files import write_cifar10, write_mnist
 
+from tests.image_files import write_cifar10, write_mnist
 from wave_lightning.cli import WaveCLI, main
 from wave_lightning.data import MNIST1D
 from wave_lightning.tasks import load_task

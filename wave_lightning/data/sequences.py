@@ -9,10 +9,10 @@ from collections.abc import Callable
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..nn.options import check_positive
-from .batching import per_device_batch_size
+from .batching import evaluation_sampler, per_device_batch_size
 
 ToSequence = Callable[[Tensor, int], Tensor]
 
@@ -91,11 +91,12 @@ class SequenceDataModule(LightningDataModule):
         self.val_set = self.sequences(inputs[val], labels[val], "val")
         self.test_set = self.sequences(test_inputs, test_labels, "test")
 
-    def loader(self, data: Dataset, shuffle: bool) -> DataLoader:
+    def loader(self, data: Dataset, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(
             data,
             batch_size=per_device_batch_size(self.batch_size, self.trainer),
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
@@ -104,11 +105,15 @@ class SequenceDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self.loader(self.train_set, shuffle=True)
 
+    def evaluation_loader(self, data: Dataset, name: str) -> DataLoader:
+        """The whole set, split over the processes without padding (none is counted twice)."""
+        return self.loader(data, False, evaluation_sampler(data, self.trainer, name))
+
     def val_dataloader(self) -> DataLoader:
-        return self.loader(self.val_set, shuffle=False)
+        return self.evaluation_loader(self.val_set, "val_size")
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader(self.test_set, shuffle=False)
+        return self.evaluation_loader(self.test_set, "test set")
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
