@@ -14,7 +14,10 @@ from wave_lightning.cli import main
 from wave_lightning.tasks import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = sorted((ROOT / "conf" / "experiment").glob("*.yaml"))
+# the synthetic-task experiments; the image ones run on tiny files in test_image_experiments.py
+EXPERIMENTS = sorted(
+    p for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem.startswith(("copy", "add"))
+)
 TINY = [
     "--data.batch_size", "8", "--data.train_batches", "3",
     "--data.val_size", "16", "--data.test_size", "16",
