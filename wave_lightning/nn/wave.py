@@ -1,8 +1,10 @@
 """WaveRNN: rings of hidden units coupled by a circular convolution with tied weights."""
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SimpleRecurrence
+from .fast_ring import ring_recurrence
 from .init import init_ring_kernel_
 from .options import check_positive
 
@@ -40,6 +42,8 @@ class WaveRNN(SimpleRecurrence):
     every ring and travels one unit per step around it without decay.
     """
 
+    fast_impls = ("fast",)
+
     def __init__(
         self,
         input_size: int,
@@ -57,3 +61,10 @@ class WaveRNN(SimpleRecurrence):
         self.n_hid, self.n_ch, self.kernel_size = n_hid, n_ch, kernel_size
         self.recurrent = RingConv(n_hid, n_ch, kernel_size, recurrent_init)
         self.recurrent.requires_grad_(not freeze_recurrent)
+
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
+        """The hand-written BPTT form, the ring bias folded into the input projection's bias."""
+        conv = self.recurrent.conv
+        bias = self.input.bias + conv.bias.repeat_interleave(self.n_hid)
+        drive = F.linear(x.transpose(0, 1), self.input.weight, bias)
+        return ring_recurrence(drive, h0, conv.weight, self.activation_name)
