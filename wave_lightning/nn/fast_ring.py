@@ -1,13 +1,12 @@
-"""The wRNN recurrence with a hand-written BPTT: one small GEMM per kernel tap per step, no graph.
+"""The wRNN recurrence with a hand-written BPTT: small GEMMs per kernel tap per step, no graph.
 
-Inside a step the state lives in a buffer of shape (C, N + 2p, B) (p = K // 2): ring, ring
-position with p circular halo cells on each side, batch innermost. The state shifted by a kernel
-tap is then a column window of the (C, (N + 2p) B) matrix, so the circular convolution is K GEMMs
-(C x C) @ (C x N B) on strided views, with no copies. These buffers are kept for all steps
-(T + 1, C, N + 2p, B) for the backward. Inputs, outputs and gradients are (T, B, C N), time
-major like torch.nn.RNN, and move to and from the step buffer one step at a time by 2-D
-transposes while the step is in cache; the weight gradient accumulates step by step from the
-same buffers.
+Layout: batch innermost and time major. The states handed back are (T, C, N, B), a permuted
+view of which is the layer's (B, T, C N) output, as torch.nn.RNN does for batch_first. For the
+backward every step's state is also kept in a ring buffer (C, T + 1, N + 2p, B) (p = K // 2)
+with p circular halo cells on each side of each ring. A state shifted by a kernel tap is then a
+column window of a (C, (N + 2p) B) matrix, so a step of the circular convolution is K GEMMs
+(C x C) @ (C x N B) on strided views, without copies, and the weight gradient of every step is
+one GEMM per tap after the loop, over the whole buffer.
 """
 
 import torch
@@ -16,72 +15,68 @@ from torch import Tensor
 from .activation_grad import activate_, times_derivative_
 
 
-def fill_halo_(buf: Tensor, pad: int) -> None:
-    """Copy each ring's ends into the circular halo cells of buf (C, N + 2 pad, B)."""
+def fill_halo_(step: Tensor, pad: int) -> None:
+    """Copy each ring's ends into the circular halo cells of a step buffer (C, N + 2 pad, B)."""
     if pad:
-        buf[:, :pad].copy_(buf[:, -2 * pad : -pad])
-        buf[:, -pad:].copy_(buf[:, pad : 2 * pad])
+        step[:, :pad].copy_(step[:, -2 * pad : -pad])
+        step[:, -pad:].copy_(step[:, pad : 2 * pad])
 
 
-def tap_view(buf: Tensor, start: int, n_hid: int) -> Tensor:
-    """Positions start..start+N of a (C, N + 2p, B) buffer as a (C, N B) matrix view."""
-    return buf[:, start : start + n_hid].flatten(1)
+def window(step: Tensor, start: int, n_hid: int) -> Tensor:
+    """Positions start..start+N of a step buffer (C, N + 2p, B) as a (C, N B) matrix view."""
+    return step[:, start : start + n_hid].flatten(1)
 
 
-def load_(buf: Tensor, rows: Tensor, scratch: Tensor) -> None:
-    """Write one step's rows (B, C N) into buf (C, N + 2p, B), interior and halo, via scratch."""
-    n_ch, width, batch = buf.shape
-    pad = (width - rows.shape[1] // n_ch) // 2
-    scratch.copy_(rows.t())
-    store_(buf, scratch, pad)
-
-
-def store_(buf: Tensor, scratch: Tensor, pad: int) -> None:
-    """Copy scratch (C N, B) into buf's interior and fill buf's halo."""
-    n_ch = buf.shape[0]
-    buf[:, pad : buf.shape[1] - pad].copy_(scratch.view(n_ch, -1, buf.shape[2]))
-    fill_halo_(buf, pad)
-
-
-def ring_step_(out: Tensor, taps: Tensor, buf: Tensor, transpose: bool) -> None:
-    """out (C, N B) += U h, or U^T h, for the halo-filled state h in buf (C, N + 2p, B)."""
-    pad = taps.shape[0] // 2
-    n_hid = buf.shape[1] - 2 * pad
+def convolve_transposed_(out: Tensor, taps: Tensor, step: Tensor) -> None:
+    """out (C, N B) += U^T g for the halo-filled gradient g of a step buffer."""
+    n_taps = taps.shape[0]
+    n_hid = step.shape[1] - n_taps + 1
     for k, tap in enumerate(taps):
-        if transpose:
-            out.addmm_(tap.t(), tap_view(buf, 2 * pad - k, n_hid))
-        else:
-            out.addmm_(tap, tap_view(buf, k, n_hid))
+        out.addmm_(tap.t(), window(step, n_taps - 1 - k, n_hid))
 
 
-def add_tap_grads_(grad_taps: Tensor, dz: Tensor, buf: Tensor) -> None:
-    """grad_taps[k] += dz (C, N B) @ (tap-k window of the state in buf)^T."""
-    n_hid = buf.shape[1] - grad_taps.shape[0] + 1
-    for k, grad in enumerate(grad_taps):
-        grad.addmm_(dz, tap_view(buf, k, n_hid).t())
+def convolve_(out: Tensor, drive: Tensor, taps: Tensor, step: Tensor) -> None:
+    """out (C, N B) = drive + U h for the halo-filled state h of a step buffer."""
+    n_hid = step.shape[1] - taps.shape[0] + 1
+    torch.addmm(drive, taps[0], window(step, 0, n_hid), out=out)
+    for k in range(1, taps.shape[0]):
+        out.addmm_(taps[k], window(step, k, n_hid))
+
+
+def tap_grads(grad_rings: Tensor, rings: Tensor, n_taps: int) -> Tensor:
+    """dU_k = sum over steps of dz_t h_{t-1, shifted by tap k}^T, one GEMM per tap: (K, C, C).
+
+    grad_rings (C, T, N + 2p, B) must have zero halos; in the flattened buffers the state that
+    meets dz at a given place sits (k - p) B places further on, one step earlier.
+    """
+    n_ch, steps, width, batch = grad_rings.shape
+    pad, length = n_taps // 2, steps * width * batch
+    dz = grad_rings.view(n_ch, -1)[:, pad * batch : length - pad * batch]
+    flat = rings.view(n_ch, -1)
+    span = dz.shape[1]
+    return torch.stack([dz @ flat[:, k * batch : k * batch + span].t() for k in range(n_taps)])
 
 
 class RingRecurrence(torch.autograd.Function):
     """states = act(U h_{t-1} + drive_t), U the circular convolution with taps (K, C, C).
 
-    drive (T, B, C N) includes every bias; h0 (B, C N); returns the states (T, B, C N).
+    drive (T, C, N, B) includes every bias; h0 (B, C, N); returns the states (T, C, N, B).
     """
 
     @staticmethod
     def forward(ctx, drive: Tensor, h0: Tensor, taps: Tensor, activation: str) -> Tensor:
-        steps, batch, hidden = drive.shape
-        n_ch, pad = taps.shape[1], taps.shape[0] // 2
-        n_hid = hidden // n_ch
-        states = drive.new_empty(steps, batch, hidden)
-        rings = drive.new_empty(steps + 1, n_ch, n_hid + 2 * pad, batch)
-        z = drive.new_empty(hidden, batch)
-        load_(rings[0], h0, z)
+        steps, n_ch, n_hid, batch = drive.shape
+        pad = taps.shape[0] // 2
+        states = torch.empty_like(drive, memory_format=torch.contiguous_format)
+        rings = drive.new_empty(n_ch, steps + 1, n_hid + 2 * pad, batch)
+        rings[:, 0, pad : pad + n_hid] = h0.permute(1, 2, 0)
+        fill_halo_(rings[:, 0], pad)
         for t in range(steps):
-            z.copy_(drive[t].t())
-            ring_step_(z.view(n_ch, -1), taps, rings[t], transpose=False)
+            z = states[t].view(n_ch, -1)
+            convolve_(z, drive[t].view(n_ch, -1), taps, rings[:, t])
             activate_(z, activation)
-            states[t].copy_(z.t())
-            store_(rings[t + 1], z, pad)
+            rings[:, t + 1, pad : pad + n_hid] = states[t]
+            fill_halo_(rings[:, t + 1], pad)
         ctx.save_for_backward(rings, taps)
         ctx.activation = activation
         return states
@@ -89,37 +84,45 @@ class RingRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_states: Tensor):
         rings, taps = ctx.saved_tensors
-        steps, n_ch, width, batch = rings.shape[0] - 1, *rings.shape[1:]
-        pad = taps.shape[0] // 2
+        n_ch, steps, width, batch = rings.shape
+        steps, pad = steps - 1, taps.shape[0] // 2
         n_hid = width - 2 * pad
-        grad_drive = grad_states.new_empty(steps, batch, n_ch * n_hid)
-        want_taps = ctx.needs_input_grad[2]
-        grad_taps = torch.zeros_like(taps) if want_taps else None
-        dz = grad_states.new_empty(n_ch * n_hid, batch)
-        rows = grad_states.new_empty(batch, n_ch * n_hid)
-        dz_rings = [rings.new_empty(n_ch, width, batch) for _ in range(2)]
+        grad_rings = rings.new_empty(n_ch, steps, width, batch)
         for t in range(steps - 1, -1, -1):
-            dz.copy_(rows.copy_(grad_states[t]).t())
+            dz = grad_rings[:, t, pad : pad + n_hid]
+            dz.copy_(grad_states[t])
             if t + 1 < steps:
-                ring_step_(dz.view(n_ch, -1), taps, dz_rings[1], transpose=True)
-            times_derivative_(
-                dz.view(n_ch, n_hid, batch), rings[t + 1, :, pad : pad + n_hid], ctx.activation
-            )
-            grad_drive[t].copy_(dz.t())
-            store_(dz_rings[0], dz, pad)
-            if want_taps:
-                add_tap_grads_(grad_taps, dz.view(n_ch, -1), rings[t])
-            dz_rings.reverse()
-        grad_h0 = None
+                convolve_transposed_(dz.flatten(1), taps, grad_rings[:, t + 1])
+            times_derivative_(dz, rings[:, t + 1, pad : pad + n_hid], ctx.activation)
+            fill_halo_(grad_rings[:, t], pad)
+        grad_h0 = grad_taps = None
         if ctx.needs_input_grad[1]:
-            dz.zero_()
-            ring_step_(dz.view(n_ch, -1), taps, dz_rings[1], transpose=True)
-            grad_h0 = dz.t()
-        return grad_drive, grad_h0, grad_taps, None
+            grad_h0 = rings.new_zeros(n_ch, n_hid * batch)
+            convolve_transposed_(grad_h0, taps, grad_rings[:, 0])
+            grad_h0 = grad_h0.view(n_ch, n_hid, batch).permute(2, 0, 1)
+        if pad:
+            grad_rings[:, :, :pad] = 0.0
+            grad_rings[:, :, -pad:] = 0.0
+        if ctx.needs_input_grad[2]:
+            grad_taps = tap_grads(grad_rings, rings, taps.shape[0])
+        return grad_rings[:, :, pad : pad + n_hid].transpose(0, 1), grad_h0, grad_taps, None
 
 
-def ring_recurrence(drive: Tensor, h0: Tensor, kernel: Tensor, activation: str) -> Tensor:
-    """States (B, T, C N), a time-major view like torch.nn.RNN's, for drive (T, B, C N) (with
-    every bias), h0 (B, C N) and the Conv1d kernel (C, C, K)."""
+def ring_recurrence(
+    x: Tensor, h0: Tensor, input_weight: Tensor, drive_bias: Tensor, kernel: Tensor, activation: str
+) -> Tensor:
+    """States (B, T, C N) of the wRNN for inputs x (B, T, I), as a view of time-major storage.
+
+    input_weight (C N, I) is V; drive_bias (C N,) is V's bias plus the ring bias of every unit;
+    kernel is the Conv1d weight (C, C, K); h0 is (B, C N).
+    """
+    batch, steps, _ = x.shape
+    n_ch, hidden = kernel.shape[0], input_weight.shape[0]
+    drive = torch.baddbmm(
+        drive_bias[:, None], input_weight.expand(steps, -1, -1), x.permute(1, 2, 0)
+    )
     taps = kernel.permute(2, 0, 1).contiguous()
-    return RingRecurrence.apply(drive, h0, taps, activation).transpose(0, 1)
+    states = RingRecurrence.apply(
+        drive.view(steps, n_ch, -1, batch), h0.view(batch, n_ch, -1), taps, activation
+    )
+    return states.view(steps, hidden, batch).permute(2, 0, 1)

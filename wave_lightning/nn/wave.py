@@ -1,6 +1,5 @@
 """WaveRNN: rings of hidden units coupled by a circular convolution with tied weights."""
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SimpleRecurrence
@@ -66,5 +65,4 @@ class WaveRNN(SimpleRecurrence):
         """The hand-written BPTT form, the ring bias folded into the input projection's bias."""
         conv = self.recurrent.conv
         bias = self.input.bias + conv.bias.repeat_interleave(self.n_hid)
-        drive = F.linear(x.transpose(0, 1), self.input.weight, bias)
-        return ring_recurrence(drive, h0, conv.weight, self.activation_name)
+        return ring_recurrence(x, h0, self.input.weight, bias, conv.weight, self.activation_name)
