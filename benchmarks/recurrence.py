@@ -1,0 +1,242 @@
+"""Time the recurrence forms side by side: reference loop, fast form, torch GRU / LSTM.
+
+For each scale and form it runs forward+backward (and forward only under no_grad) `--repeats`
+times, alternating forms within each repeat so that machine noise hits all of them alike, and
+prints medians, the ratio to the reference (reference time / form time), the achieved GFLOP/s of
+the ring recurrence against this machine's measured matmul rate, and the peak memory of one
+forward+backward (resident set growth on Linux). Rerun:
+
+    PYTHONPATH=. python benchmarks/recurrence.py                      # copy, adding, psmnist
+    PYTHONPATH=. python benchmarks/recurrence.py --scales all --repeats 3 --json out.json
+"""
+
+import argparse
+import ctypes
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from wave_lightning.nn import GRU, IRNN, LSTM, WaveRNN
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One benchmark shape: batch, steps, input size, rings and ring size."""
+
+    batch: int
+    steps: int
+    inputs: int
+    n_ch: int
+    n_hid: int
+    kernel: int = 3
+
+    @property
+    def hidden(self) -> int:
+        return self.n_ch * self.n_hid
+
+    def ring_flops(self) -> float:
+        """Forward flops of the ring convolution over all steps (2 K C^2 N B T)."""
+        return 2.0 * self.kernel * self.n_ch**2 * self.n_hid * self.batch * self.steps
+
+    def dense_flops(self, gates: int) -> float:
+        """Forward flops of a dense recurrence with `gates` H x (H + I) blocks per step."""
+        return 2.0 * gates * self.hidden * (self.hidden + self.inputs) * self.batch * self.steps
+
+
+SCALES = {
+    "copy": Scale(128, 100, 1, 6, 100),
+    "adding": Scale(128, 400, 2, 27, 100),
+    "psmnist": Scale(128, 200, 1, 16, 256),
+    "smnist784": Scale(128, 784, 1, 16, 256),
+    "nscifar": Scale(256, 1000, 96, 16, 256),
+}
+DEFAULT_SCALES = ("copy", "adding", "psmnist")
+# form name -> (layer factory, impl, forward flops for the scale)
+FORMS: dict[str, tuple[Callable[[Scale], nn.Module], str | None, Callable[[Scale], float]]] = {
+    "wrnn-reference": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "reference", Scale.ring_flops),
+    "wrnn-fast": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "fast", Scale.ring_flops),
+    "irnn-reference": (lambda s: IRNN(s.inputs, s.hidden), "reference", lambda s: s.dense_flops(1)),
+    "irnn-fast": (lambda s: IRNN(s.inputs, s.hidden), "fast", lambda s: s.dense_flops(1)),
+    "gru": (lambda s: GRU(s.inputs, s.hidden), None, lambda s: s.dense_flops(3)),
+    "lstm": (lambda s: LSTM(s.inputs, s.hidden), None, lambda s: s.dense_flops(4)),
+}
+
+
+def matmul_rate(size: int = 2048, repeats: int = 3) -> float:
+    """This machine's fp32 dense matmul rate in GFLOP/s (median of `repeats`)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def return_freed_memory() -> Callable[[], None]:
+    """Make glibc hand large freed blocks back to the OS so the resident set tracks live tensors."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: allocations >= 64 KiB are mmapped
+        return lambda: libc.malloc_trim(0)
+    except OSError:
+        return lambda: None
+
+
+def resident_kib(field: str) -> int | None:
+    """VmRSS or VmHWM of this process in KiB, None where /proc is missing."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_mib(run: Callable[[], None], trim: Callable[[], None]) -> float | None:
+    """Growth of the peak resident set during run() in MiB (Linux clear_refs), else None."""
+    trim()
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return None
+    base = resident_kib("VmRSS")
+    run()
+    peak = resident_kib("VmHWM")
+    return None if base is None or peak is None else (peak - base) / 1024
+
+
+def make_run(layer: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], None]:
+    """One forward (+ backward of the summed states) of layer on x."""
+
+    def run() -> None:
+        if backward:
+            layer(x)[0].sum().backward()
+        else:
+            with torch.no_grad():
+                layer(x)
+
+    return run
+
+
+def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float, trim) -> list[dict]:
+    """Time every form at one scale, alternating forms in each repeat; one row per form/mode."""
+    torch.manual_seed(0)
+    x = torch.rand(scale.batch, scale.steps, scale.inputs)
+    rows = []
+    for mode in ("fwd+bwd", "fwd"):
+        backward = mode == "fwd+bwd"
+        runs, flops, skipped = {}, {}, {}
+        for form in forms:
+            factory, impl, form_flops = FORMS[form]
+            flops[form] = form_flops(scale) * (3 if backward else 1)
+            if flops[form] > args.max_gflop * 1e9:
+                skipped[form] = f"over --max-gflop ({flops[form] / 1e9:.0f} GFLOP)"
+                continue
+            layer = factory(scale)
+            if impl is not None:
+                layer.impl = impl
+            runs[form] = make_run(layer, x, backward)
+        times: dict[str, list[float]] = {form: [] for form in runs}
+        for _ in range(args.repeats):
+            for form, run in runs.items():
+                start = time.perf_counter()
+                run()
+                times[form].append(time.perf_counter() - start)
+        ref = statistics.median(times["wrnn-reference"]) if "wrnn-reference" in times else None
+        for form in forms:
+            row = {"scale": name, "form": form, "mode": mode, **asdict(scale)}
+            if form in skipped:
+                rows.append({**row, "skipped": skipped[form]})
+                continue
+            median = statistics.median(times[form])
+            gflops = flops[form] / median / 1e9
+            row.update(
+                median_ms=1e3 * median,
+                times_ms=[1e3 * t for t in times[form]],
+                ratio_to_reference=ref / median if ref else None,
+                gflops=gflops,
+                fraction_of_matmul=gflops / rate,
+                peak_mib=peak_mib(runs[form], trim) if backward else None,
+            )
+            rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict], rate: float) -> None:
+    """Print the rows as a Markdown table."""
+    print(f"\nmatmul rate: {rate:.1f} GFLOP/s, threads: {torch.get_num_threads()}\n")
+    print("| scale | mode | form | median ms | x reference | GFLOP/s | % of matmul | peak MiB |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        if "skipped" in row:
+            print(f"| {row['scale']} | {row['mode']} | {row['form']} | {row['skipped']} ||||")
+            continue
+        ratio = f"{row['ratio_to_reference']:.2f}" if row["ratio_to_reference"] else "-"
+        peak = f"{row['peak_mib']:.0f}" if row["peak_mib"] is not None else "-"
+        print(
+            f"| {row['scale']} | {row['mode']} | {row['form']} | {row['median_ms']:.1f} | {ratio}"
+            f" | {row['gflops']:.2f} | {100 * row['fraction_of_matmul']:.1f} | {peak} |"
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--scales",
+        nargs="+",
+        default=list(DEFAULT_SCALES),
+        help=f"some of {', '.join(SCALES)}, or 'all'",
+    )
+    parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=list(FORMS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--max-gflop",
+        type=float,
+        default=150.0,
+        help="skip a form whose pass needs more GFLOP than this",
+    )
+    parser.add_argument("--json", default=None, help="write the rows here")
+    args = parser.parse_args(argv)
+    if args.scales == ["all"]:
+        args.scales = list(SCALES)
+    unknown = set(args.scales) - set(SCALES)
+    if unknown:
+        parser.error(f"unknown scales {sorted(unknown)}; choose from {', '.join(SCALES)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trim = return_freed_memory()
+    rate = matmul_rate()
+    rows = []
+    for name in args.scales:
+        rows += bench_scale(name, SCALES[name], args.forms, args, rate, trim)
+        print(f"done: {name}", flush=True)
+    print_table(rows, rate)
+    if args.json:
+        meta = {
+            "matmul_gflops": rate,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        }
+        with open(args.json, "w") as out:
+            json.dump({"meta": meta, "rows": rows}, out, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
