@@ -1,0 +1,125 @@
+"""The fast recurrence forms equal the reference loop in outputs and in every gradient."""
+
+import pytest
+import torch
+
+from wave_lightning.nn import IRNN, LocalRNN, WaveRNN
+
+
+def outputs_and_grads(layer, impl: str, x: torch.Tensor, h0: torch.Tensor | None):
+    """States, last state and the gradients of a fixed random loss w.r.t. x, h0, parameters."""
+    layer.impl = impl
+    states, last = layer(x, h0)
+    weights = torch.randn(states.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    loss = (states * weights).sum() + last.square().sum()
+    wrt = (
+        [x] + ([h0] if h0 is not None else []) + [p for p in layer.parameters() if p.requires_grad]
+    )
+    return [states, last, *torch.autograd.grad(loss, wrt)]
+
+
+def assert_forms_agree(layer, batch: int, steps: int, give_h0: bool, dtype=torch.float64, tol=None):
+    torch.manual_seed(0)
+    layer = layer.to(dtype)
+    x = torch.randn(batch, steps, layer.input_size, dtype=dtype, requires_grad=True)
+    h0 = None
+    if give_h0:
+        h0 = torch.randn(batch, layer.hidden_size, dtype=dtype).relu().requires_grad_()
+    expected = outputs_and_grads(layer, "reference", x, h0)
+    actual = outputs_and_grads(layer, "fast", x, h0)
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, **(tol or {}))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "identity"])
+@pytest.mark.parametrize("init", ["shift", "identity", "random"])
+@pytest.mark.parametrize("input_init", ["single", "default"])
+def test_wave_fast_form_equals_reference_for_every_init_and_activation(
+    init, activation, input_init
+):
+    layer = WaveRNN(2, 6, 3, recurrent_init=init, input_init=input_init, activation=activation)
+    assert_forms_agree(layer, batch=3, steps=7, give_h0=True)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("n_ch", [1, 4])
+@pytest.mark.parametrize("n_hid", [5, 8])
+def test_wave_fast_form_equals_reference_for_kernels_channels_and_ring_sizes(
+    kernel_size, n_ch, n_hid
+):
+    layer = WaveRNN(3, n_hid, n_ch, kernel_size=kernel_size, recurrent_init="random")
+    assert_forms_agree(layer, batch=2, steps=5, give_h0=True)
+
+
+@pytest.mark.parametrize("give_h0", [True, False])
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("steps", [1, 9])
+def test_wave_fast_form_equals_reference_for_h0_batch_and_length(give_h0, batch, steps):
+    layer = WaveRNN(1, 7, 2, recurrent_init="random", input_init="normal", activation="tanh")
+    assert_forms_agree(layer, batch=batch, steps=steps, give_h0=give_h0)
+
+
+@pytest.mark.parametrize(
+    "frozen",
+    [
+        {"freeze_recurrent": True},
+        {"freeze_input": True},
+        {"freeze_recurrent": True, "freeze_input": True},
+    ],
+)
+@pytest.mark.parametrize("layer_class", [WaveRNN, IRNN])
+def test_fast_forms_equal_reference_with_frozen_parts(layer_class, frozen):
+    layer = layer_class(2, 6, recurrent_init="random", **frozen)
+    assert_forms_agree(layer, batch=2, steps=6, give_h0=True)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "identity"])
+@pytest.mark.parametrize("init", ["shift", "identity", "random"])
+@pytest.mark.parametrize(("batch", "give_h0"), [(1, False), (3, True)])
+def test_dense_fast_form_equals_reference(init, activation, batch, give_h0):
+    layer = IRNN(2, 9, recurrent_init=init, input_init="default", activation=activation)
+    assert_forms_agree(layer, batch=batch, steps=6, give_h0=give_h0)
+
+
+@pytest.mark.parametrize("layer", [WaveRNN(2, 16, 4, recurrent_init="random"), IRNN(2, 24)])
+def test_fast_forms_equal_reference_in_float32(layer):
+    tol = {"rtol": 1e-4, "atol": 1e-5}
+    assert_forms_agree(layer, batch=5, steps=40, give_h0=True, dtype=torch.float32, tol=tol)
+
+
+def test_fast_form_keeps_the_exact_shift_dynamics():
+    layer = WaveRNN(1, 7, 3)
+    x = torch.zeros(2, 20, 1)
+    x[:, 0] = 1.0
+    rings = layer(x)[0].view(2, 20, 3, 7)
+    for t in range(20):
+        expected = torch.zeros(7)
+        expected[t % 7] = 1.0
+        assert torch.equal(rings[:, t], expected.expand(2, 3, 7))
+
+
+def test_auto_picks_the_fast_form_on_cpu_and_reference_where_there_is_none():
+    x = torch.zeros(1, 2, 1)
+    assert WaveRNN(1, 4).resolve_impl(x) == "fast"
+    assert IRNN(1, 4).resolve_impl(x) == "fast"
+    assert LocalRNN(1, 4).resolve_impl(x) == "reference"
+
+
+def test_impl_names_are_checked():
+    layer = WaveRNN(1, 4)
+    with pytest.raises(ValueError, match="impl='fastest'"):
+        layer.impl = "fastest"
+    with pytest.raises(ValueError, match="LocalRNN has no impl='fast'"):
+        LocalRNN(1, 4).impl = "fast"
+
+
+def test_impl_is_not_part_of_the_state_dict():
+    layer = WaveRNN(1, 4)
+    layer.impl = "reference"
+    assert set(layer.state_dict()) == {
+        "input.weight",
+        "input.bias",
+        "recurrent.conv.weight",
+        "recurrent.conv.bias",
+    }
