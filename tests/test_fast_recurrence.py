@@ -45,18 +45,22 @@ def test_wave_fast_form_equals_reference_for_every_init_and_activation(
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
 @pytest.mark.parametrize("n_ch", [1, 4])
 @pytest.mark.parametrize("n_hid", [5, 8])
-def test_wave_fast_form_equals_reference_for_kernels_channels_and_ring_sizes(
-    kernel_size, n_ch, n_hid
+@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
+def test_ring_fast_forms_equal_reference_for_kernels_channels_and_ring_sizes(
+    layer_class, kernel_size, n_ch, n_hid
 ):
-    layer = WaveRNN(3, n_hid, n_ch, kernel_size=kernel_size, recurrent_init="random")
+    layer = layer_class(3, n_hid, n_ch, kernel_size=kernel_size, recurrent_init="random")
     assert_forms_agree(layer, batch=2, steps=5, give_h0=True)
 
 
 @pytest.mark.parametrize("give_h0", [True, False])
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize("steps", [1, 9])
-def test_wave_fast_form_equals_reference_for_h0_batch_and_length(give_h0, batch, steps):
-    layer = WaveRNN(1, 7, 2, recurrent_init="random", input_init="normal", activation="tanh")
+@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
+def test_ring_fast_forms_equal_reference_for_h0_batch_and_length(
+    layer_class, give_h0, batch, steps
+):
+    layer = layer_class(1, 7, 2, recurrent_init="random", input_init="normal", activation="tanh")
     assert_forms_agree(layer, batch=batch, steps=steps, give_h0=give_h0)
 
 
@@ -68,7 +72,7 @@ def test_wave_fast_form_equals_reference_for_h0_batch_and_length(give_h0, batch,
         {"freeze_recurrent": True, "freeze_input": True},
     ],
 )
-@pytest.mark.parametrize("layer_class", [WaveRNN, IRNN])
+@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN, IRNN])
 def test_fast_forms_equal_reference_with_frozen_parts(layer_class, frozen):
     layer = layer_class(2, 6, recurrent_init="random", **frozen)
     assert_forms_agree(layer, batch=2, steps=6, give_h0=True)
@@ -82,14 +86,22 @@ def test_dense_fast_form_equals_reference(init, activation, batch, give_h0):
     assert_forms_agree(layer, batch=batch, steps=6, give_h0=give_h0)
 
 
-@pytest.mark.parametrize("layer", [WaveRNN(2, 16, 4, recurrent_init="random"), IRNN(2, 24)])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        WaveRNN(2, 16, 4, recurrent_init="random"),
+        LocalRNN(2, 9, 3, kernel_size=5, recurrent_init="random"),
+        IRNN(2, 24),
+    ],
+)
 def test_fast_forms_equal_reference_in_float32(layer):
     tol = {"rtol": 1e-4, "atol": 1e-5}
     assert_forms_agree(layer, batch=5, steps=40, give_h0=True, dtype=torch.float32, tol=tol)
 
 
-def test_fast_form_keeps_the_exact_shift_dynamics():
-    layer = WaveRNN(1, 7, 3)
+@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
+def test_fast_forms_keep_the_exact_shift_dynamics(layer_class):
+    layer = layer_class(1, 7, 3)
     x = torch.zeros(2, 20, 1)
     x[:, 0] = 1.0
     rings = layer(x)[0].view(2, 20, 3, 7)
@@ -99,19 +111,19 @@ def test_fast_form_keeps_the_exact_shift_dynamics():
         assert torch.equal(rings[:, t], expected.expand(2, 3, 7))
 
 
-def test_auto_picks_the_fast_form_on_cpu_and_reference_where_there_is_none():
+def test_auto_picks_the_fast_form_on_cpu():
     x = torch.zeros(1, 2, 1)
     assert WaveRNN(1, 4).resolve_impl(x) == "fast"
     assert IRNN(1, 4).resolve_impl(x) == "fast"
-    assert LocalRNN(1, 4).resolve_impl(x) == "reference"
+    assert LocalRNN(1, 4).resolve_impl(x) == "fast"
 
 
 def test_impl_names_are_checked():
     layer = WaveRNN(1, 4)
     with pytest.raises(ValueError, match="impl='fastest'"):
         layer.impl = "fastest"
-    with pytest.raises(ValueError, match="LocalRNN has no impl='fast'"):
-        LocalRNN(1, 4).impl = "fast"
+    with pytest.raises(ValueError, match="LocalRNN has no impl='triton'"):
+        LocalRNN(1, 4).impl = "triton"
 
 
 def test_impl_is_not_part_of_the_state_dict():

@@ -1,4 +1,4 @@
-"""Activations applied in place and their derivatives written from the output, for hand-written BPTT."""
+"""In-place activations and their derivatives from the output, for the hand-written BPTT."""
 
 from torch import Tensor
 

@@ -44,6 +44,6 @@ class IRNN(SimpleRecurrence):
         self.recurrent.requires_grad_(not freeze_recurrent)
 
     def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
-        """The hand-written BPTT form, the recurrent bias folded into the input projection's bias."""
+        """The hand-written BPTT form, the recurrent bias folded into the input bias."""
         drive = F.linear(x, self.input.weight, self.input.bias + self.recurrent.bias)
         return dense_recurrence(drive, h0, self.recurrent.weight, self.activation_name)

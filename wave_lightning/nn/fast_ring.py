@@ -27,44 +27,94 @@ def window(step: Tensor, start: int, n_hid: int) -> Tensor:
     return step[:, start : start + n_hid].flatten(1)
 
 
-def convolve_transposed_(out: Tensor, taps: Tensor, step: Tensor) -> None:
-    """out (C, N B) += U^T g for the halo-filled gradient g of a step buffer."""
-    n_taps = taps.shape[0]
-    n_hid = step.shape[1] - n_taps + 1
-    for k, tap in enumerate(taps):
-        out.addmm_(tap.t(), window(step, n_taps - 1 - k, n_hid))
+class TiedTaps:
+    """The wRNN's circular convolution: taps (K, C, C) shared by every ring position."""
+
+    @staticmethod
+    def convolve_(out: Tensor, drive: Tensor, taps: Tensor, step: Tensor) -> None:
+        """out (C, N, B) = drive + U h for the halo-filled state h of a step buffer."""
+        n_hid = out.shape[1]
+        out = out.view(out.shape[0], -1)
+        torch.addmm(drive.reshape(out.shape), taps[0], window(step, 0, n_hid), out=out)
+        for k in range(1, taps.shape[0]):
+            out.addmm_(taps[k], window(step, k, n_hid))
+
+    @staticmethod
+    def adjoint(taps: Tensor) -> Tensor:
+        """The taps of U^T, read at mirrored windows by convolve_transposed_."""
+        return taps.transpose(1, 2)
+
+    @staticmethod
+    def convolve_transposed_(out: Tensor, adjoint: Tensor, step: Tensor) -> None:
+        """out (C, N, B) += U^T g for the halo-filled gradient g of a step buffer."""
+        n_taps, n_hid = adjoint.shape[0], out.shape[1]
+        out = out.flatten(1)
+        for k, tap in enumerate(adjoint):
+            out.addmm_(tap, window(step, n_taps - 1 - k, n_hid))
+
+    @staticmethod
+    def weight_grad(grad_rings: Tensor, rings: Tensor, taps: Tensor) -> Tensor:
+        """dU_k = sum over steps of dz_t (h_{t-1} shifted by tap k)^T, one GEMM per tap.
+
+        grad_rings (C, T, N + 2p, B) must have zero halos; in the flattened buffers the state
+        that meets dz at a given place sits (k - p) B places further on, one step earlier.
+        """
+        n_ch, steps, width, batch = grad_rings.shape
+        n_taps = taps.shape[0]
+        pad, length = n_taps // 2, steps * width * batch
+        dz = grad_rings.view(n_ch, -1)[:, pad * batch : length - pad * batch]
+        flat, span = rings.view(n_ch, -1), dz.shape[1]
+        return torch.stack([dz @ flat[:, k * batch : k * batch + span].t() for k in range(n_taps)])
 
 
-def convolve_(out: Tensor, drive: Tensor, taps: Tensor, step: Tensor) -> None:
-    """out (C, N B) = drive + U h for the halo-filled state h of a step buffer."""
-    n_hid = step.shape[1] - taps.shape[0] + 1
-    torch.addmm(drive, taps[0], window(step, 0, n_hid), out=out)
-    for k in range(1, taps.shape[0]):
-        out.addmm_(taps[k], window(step, k, n_hid))
+class LocalTaps:
+    """LocalRNN's untied neighbourhood: taps (K, N, C, C), one (C, C) block per ring position."""
 
+    @staticmethod
+    def convolve_(out: Tensor, drive: Tensor, taps: Tensor, step: Tensor) -> None:
+        """out (C, N, B) = drive + U h, a batched GEMM over ring positions per tap."""
+        n_hid = out.shape[1]
+        out.copy_(drive)
+        for k, tap in enumerate(taps):
+            out.transpose(0, 1).baddbmm_(tap, step[:, k : k + n_hid].transpose(0, 1))
 
-def tap_grads(grad_rings: Tensor, rings: Tensor, n_taps: int) -> Tensor:
-    """dU_k = sum over steps of dz_t h_{t-1, shifted by tap k}^T, one GEMM per tap: (K, C, C).
+    @staticmethod
+    def adjoint(taps: Tensor) -> Tensor:
+        """U^T's blocks: position m of tap k takes the transposed block of position m - k + p."""
+        pad = taps.shape[0] // 2
+        return torch.stack(
+            [tap.roll(k - pad, dims=0).transpose(1, 2) for k, tap in enumerate(taps)]
+        )
 
-    grad_rings (C, T, N + 2p, B) must have zero halos; in the flattened buffers the state that
-    meets dz at a given place sits (k - p) B places further on, one step earlier.
-    """
-    n_ch, steps, width, batch = grad_rings.shape
-    pad, length = n_taps // 2, steps * width * batch
-    dz = grad_rings.view(n_ch, -1)[:, pad * batch : length - pad * batch]
-    flat = rings.view(n_ch, -1)
-    span = dz.shape[1]
-    return torch.stack([dz @ flat[:, k * batch : k * batch + span].t() for k in range(n_taps)])
+    @staticmethod
+    def convolve_transposed_(out: Tensor, adjoint: Tensor, step: Tensor) -> None:
+        """out (C, N, B) += U^T g for the halo-filled gradient g of a step buffer."""
+        n_taps, n_hid = adjoint.shape[0], out.shape[1]
+        for k, tap in enumerate(adjoint):
+            start = n_taps - 1 - k
+            out.transpose(0, 1).baddbmm_(tap, step[:, start : start + n_hid].transpose(0, 1))
+
+    @staticmethod
+    def weight_grad(grad_rings: Tensor, rings: Tensor, taps: Tensor) -> Tensor:
+        """dU[k, n] = sum over steps and batch of dz_t[:, n] (h_{t-1}[:, n + k - p])^T."""
+        pad, n_hid = taps.shape[0] // 2, taps.shape[1]
+        grad = torch.zeros_like(taps)
+        for t in range(grad_rings.shape[1]):
+            dz = grad_rings[:, t, pad : pad + n_hid].transpose(0, 1)
+            for k in range(taps.shape[0]):
+                grad[k].baddbmm_(dz, rings[:, t, k : k + n_hid].permute(1, 2, 0))
+        return grad
 
 
 class RingRecurrence(torch.autograd.Function):
-    """states = act(U h_{t-1} + drive_t), U the circular convolution with taps (K, C, C).
+    """states = act(U h_{t-1} + drive_t), U a ring neighbourhood operator given by taps and ops.
 
-    drive (T, C, N, B) includes every bias; h0 (B, C, N); returns the states (T, C, N, B).
+    drive (T, C, N, B) includes every bias; h0 (B, C, N); ops is TiedTaps or LocalTaps;
+    returns the states (T, C, N, B).
     """
 
     @staticmethod
-    def forward(ctx, drive: Tensor, h0: Tensor, taps: Tensor, activation: str) -> Tensor:
+    def forward(ctx, drive: Tensor, h0: Tensor, taps: Tensor, activation: str, ops) -> Tensor:
         steps, n_ch, n_hid, batch = drive.shape
         pad = taps.shape[0] // 2
         states = torch.empty_like(drive, memory_format=torch.contiguous_format)
@@ -72,13 +122,13 @@ class RingRecurrence(torch.autograd.Function):
         rings[:, 0, pad : pad + n_hid] = h0.permute(1, 2, 0)
         fill_halo_(rings[:, 0], pad)
         for t in range(steps):
-            z = states[t].view(n_ch, -1)
-            convolve_(z, drive[t].view(n_ch, -1), taps, rings[:, t])
+            z = states[t]
+            ops.convolve_(z, drive[t], taps, rings[:, t])
             activate_(z, activation)
             rings[:, t + 1, pad : pad + n_hid] = states[t]
             fill_halo_(rings[:, t + 1], pad)
         ctx.save_for_backward(rings, taps)
-        ctx.activation = activation
+        ctx.activation, ctx.ops = activation, ops
         return states
 
     @staticmethod
@@ -88,41 +138,47 @@ class RingRecurrence(torch.autograd.Function):
         steps, pad = steps - 1, taps.shape[0] // 2
         n_hid = width - 2 * pad
         grad_rings = rings.new_empty(n_ch, steps, width, batch)
+        adjoint = ctx.ops.adjoint(taps)
         for t in range(steps - 1, -1, -1):
             dz = grad_rings[:, t, pad : pad + n_hid]
             dz.copy_(grad_states[t])
             if t + 1 < steps:
-                convolve_transposed_(dz.flatten(1), taps, grad_rings[:, t + 1])
+                ctx.ops.convolve_transposed_(dz, adjoint, grad_rings[:, t + 1])
             times_derivative_(dz, rings[:, t + 1, pad : pad + n_hid], ctx.activation)
             fill_halo_(grad_rings[:, t], pad)
         grad_h0 = grad_taps = None
         if ctx.needs_input_grad[1]:
-            grad_h0 = rings.new_zeros(n_ch, n_hid * batch)
-            convolve_transposed_(grad_h0, taps, grad_rings[:, 0])
-            grad_h0 = grad_h0.view(n_ch, n_hid, batch).permute(2, 0, 1)
+            grad_h0 = rings.new_zeros(n_ch, n_hid, batch)
+            ctx.ops.convolve_transposed_(grad_h0, adjoint, grad_rings[:, 0])
+            grad_h0 = grad_h0.permute(2, 0, 1)
         if pad:
             grad_rings[:, :, :pad] = 0.0
             grad_rings[:, :, -pad:] = 0.0
         if ctx.needs_input_grad[2]:
-            grad_taps = tap_grads(grad_rings, rings, taps.shape[0])
-        return grad_rings[:, :, pad : pad + n_hid].transpose(0, 1), grad_h0, grad_taps, None
+            grad_taps = ctx.ops.weight_grad(grad_rings, rings, taps)
+        return grad_rings[:, :, pad : pad + n_hid].transpose(0, 1), grad_h0, grad_taps, None, None
 
 
 def ring_recurrence(
-    x: Tensor, h0: Tensor, input_weight: Tensor, drive_bias: Tensor, kernel: Tensor, activation: str
+    x: Tensor, h0: Tensor, input_weight: Tensor, drive_bias: Tensor, taps: Tensor, activation: str
 ) -> Tensor:
-    """States (B, T, C N) of the wRNN for inputs x (B, T, I), as a view of time-major storage.
+    """States (B, T, C N) of a ring network for inputs x (B, T, I), a view of time-major storage.
 
     input_weight (C N, I) is V; drive_bias (C N,) is V's bias plus the ring bias of every unit;
-    kernel is the Conv1d weight (C, C, K); h0 is (B, C N).
+    taps is (K, C, C) for the wRNN's tied kernel or (K, N, C, C) for untied (local) weights;
+    h0 is (B, C N).
     """
     batch, steps, _ = x.shape
-    n_ch, hidden = kernel.shape[0], input_weight.shape[0]
+    n_ch, hidden = taps.shape[-1], input_weight.shape[0]
+    ops = LocalTaps if taps.dim() == 4 else TiedTaps
     drive = torch.baddbmm(
         drive_bias[:, None], input_weight.expand(steps, -1, -1), x.permute(1, 2, 0)
     )
-    taps = kernel.permute(2, 0, 1).contiguous()
     states = RingRecurrence.apply(
-        drive.view(steps, n_ch, -1, batch), h0.view(batch, n_ch, -1), taps, activation
+        drive.view(steps, n_ch, -1, batch),
+        h0.view(batch, n_ch, -1),
+        taps.contiguous(),
+        activation,
+        ops,
     )
     return states.view(steps, hidden, batch).permute(2, 0, 1)

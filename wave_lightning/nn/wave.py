@@ -65,4 +65,5 @@ class WaveRNN(SimpleRecurrence):
         """The hand-written BPTT form, the ring bias folded into the input projection's bias."""
         conv = self.recurrent.conv
         bias = self.input.bias + conv.bias.repeat_interleave(self.n_hid)
-        return ring_recurrence(x, h0, self.input.weight, bias, conv.weight, self.activation_name)
+        taps = conv.weight.permute(2, 0, 1)
+        return ring_recurrence(x, h0, self.input.weight, bias, taps, self.activation_name)
