@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from wave_lightning.nn import GRU, IRNN, LSTM, WaveRNN
+from wave_lightning.nn import GRU, IRNN, LSTM, LocalRNN, WaveRNN
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,12 @@ DEFAULT_SCALES = ("copy", "adding", "psmnist")
 FORMS: dict[str, tuple[Callable[[Scale], nn.Module], str | None, Callable[[Scale], float]]] = {
     "wrnn-reference": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "reference", Scale.ring_flops),
     "wrnn-fast": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "fast", Scale.ring_flops),
+    "local-reference": (
+        lambda s: LocalRNN(s.inputs, s.n_hid, s.n_ch),
+        "reference",
+        Scale.ring_flops,
+    ),
+    "local-fast": (lambda s: LocalRNN(s.inputs, s.n_hid, s.n_ch), "fast", Scale.ring_flops),
     "irnn-reference": (lambda s: IRNN(s.inputs, s.hidden), "reference", lambda s: s.dense_flops(1)),
     "irnn-fast": (lambda s: IRNN(s.inputs, s.hidden), "fast", lambda s: s.dense_flops(1)),
     "gru": (lambda s: GRU(s.inputs, s.hidden), None, lambda s: s.dense_flops(3)),
