@@ -1,9 +1,16 @@
 """The fast recurrence forms equal the reference loop in outputs and in every gradient."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from wave_lightning.nn import IRNN, LocalRNN, WaveRNN
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def outputs_and_grads(layer, impl: str, x: torch.Tensor, h0: torch.Tensor | None):
@@ -135,3 +142,56 @@ def test_impl_is_not_part_of_the_state_dict():
         "recurrent.conv.weight",
         "recurrent.conv.bias",
     }
+
+
+TRITON_CHECK = """
+import torch
+from wave_lightning.nn import WaveRNN
+from tests.test_fast_recurrence import outputs_and_grads
+cases = [("relu", 3, 3, 6, 2, True), ("tanh", 5, 1, 7, 1, False), ("identity", 3, 2, 5, 2, True)]
+for dtype, tol in ((torch.float64, {}), (torch.float32, {"rtol": 1e-4, "atol": 1e-5})):
+    for activation, kernel, n_ch, n_hid, batch, give_h0 in cases:
+        torch.manual_seed(0)
+        layer = WaveRNN(2, n_hid, n_ch, kernel, "random", "default", activation).to(dtype)
+        x = torch.randn(batch, 4, 2, dtype=dtype, requires_grad=True)
+        h0 = torch.randn(batch, n_ch * n_hid, dtype=dtype, requires_grad=True) if give_h0 else None
+        want = outputs_and_grads(layer, "reference", x, h0)
+        got = outputs_and_grads(layer, "triton", x, h0)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, **tol)
+print("triton kernels agree")
+"""
+
+
+@pytest.mark.slow
+def test_triton_kernels_equal_reference_in_the_cpu_interpreter():
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", TRITON_CHECK], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "triton kernels agree" in done.stdout
+
+
+def test_triton_impl_without_a_gpu_fails_clearly():
+    layer = WaveRNN(1, 4)
+    layer.impl = "triton"
+    if torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("a GPU or the interpreter is present")
+    with pytest.raises(RuntimeError, match="impl='triton' needs Triton and a CUDA tensor"):
+        layer(torch.zeros(1, 2, 1))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("impl", ["fast", "triton"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_gpu_forms_equal_reference(impl, activation):
+    torch.manual_seed(0)
+    layer = WaveRNN(3, 40, 16, recurrent_init="random", activation=activation).cuda()
+    x = torch.randn(6, 50, 3, device="cuda", requires_grad=True)
+    h0 = torch.randn(6, 640, device="cuda").relu().requires_grad_()
+    want = outputs_and_grads(layer, "reference", x, h0)
+    got = outputs_and_grads(layer, impl, x, h0)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

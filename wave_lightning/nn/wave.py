@@ -1,5 +1,6 @@
 """WaveRNN: rings of hidden units coupled by a circular convolution with tied weights."""
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SimpleRecurrence
@@ -41,7 +42,7 @@ class WaveRNN(SimpleRecurrence):
     every ring and travels one unit per step around it without decay.
     """
 
-    fast_impls = ("fast",)
+    fast_impls = ("fast", "triton")
 
     def __init__(
         self,
@@ -65,5 +66,10 @@ class WaveRNN(SimpleRecurrence):
         """The hand-written BPTT form, the ring bias folded into the input projection's bias."""
         conv = self.recurrent.conv
         bias = self.input.bias + conv.bias.repeat_interleave(self.n_hid)
+        if impl == "triton":
+            from .triton_ring import triton_ring_recurrence  # Triton loads only when asked for
+
+            drive = F.linear(x, self.input.weight, bias)
+            return triton_ring_recurrence(drive, h0, conv.weight, self.activation_name)
         taps = conv.weight.permute(2, 0, 1)
         return ring_recurrence(x, h0, self.input.weight, bias, taps, self.activation_name)
