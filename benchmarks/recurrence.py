@@ -39,6 +39,10 @@ class Scale:
     def hidden(self) -> int:
         return self.n_ch * self.n_hid
 
+    def states_gib(self) -> float:
+        """Size of one fp32 (B, T, H) tensor of states in GiB."""
+        return 4 * self.batch * self.steps * self.hidden / 2**30
+
     def ring_flops(self) -> float:
         """Forward flops of the ring convolution over all steps (2 K C^2 N B T)."""
         return 2.0 * self.kernel * self.n_ch**2 * self.n_hid * self.batch * self.steps
@@ -56,6 +60,7 @@ SCALES = {
     "nscifar": Scale(256, 1000, 96, 16, 256),
 }
 DEFAULT_SCALES = ("copy", "adding", "psmnist")
+STATE_COPIES = 5  # about how many (B, T, H) tensors a reference forward+backward holds at once
 # form name -> (layer factory, impl, forward flops for the scale)
 FORMS: dict[str, tuple[Callable[[Scale], nn.Module], str | None, Callable[[Scale], float]]] = {
     "wrnn-reference": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "reference", Scale.ring_flops),
@@ -148,6 +153,9 @@ def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float, tr
             if flops[form] > args.max_gflop * 1e9:
                 skipped[form] = f"over --max-gflop ({flops[form] / 1e9:.0f} GFLOP)"
                 continue
+            if scale.states_gib() * STATE_COPIES > args.max_gib:
+                skipped[form] = f"over --max-gib ({STATE_COPIES} x {scale.states_gib():.1f} GiB)"
+                continue
             layer = factory(scale)
             if impl is not None:
                 layer.impl = impl
@@ -211,6 +219,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=150.0,
         help="skip a form whose pass needs more GFLOP than this",
+    )
+    parser.add_argument(
+        "--max-gib",
+        type=float,
+        default=8.0,
+        help="skip a scale whose states would need more memory than this",
     )
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args(argv)
