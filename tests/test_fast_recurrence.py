@@ -195,3 +195,11 @@ def test_gpu_forms_equal_reference(impl, activation):
     got = outputs_and_grads(layer, impl, x, h0)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_forms_refuse_double_backward_instead_of_returning_wrong_values():
+    layer = WaveRNN(1, 5, 2)
+    x = torch.randn(2, 3, 1, requires_grad=True)
+    (grad,) = torch.autograd.grad(layer(x)[0].square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()

@@ -14,9 +14,10 @@ class SimpleRecurrence(nn.Module):
 
     Subclasses set `self.recurrent`, a module mapping (B, H) states to U h + b_U, and may offer
     a fast form of the same recurrence (`fast_recurrence`, listed in `fast_impls`). The attribute
-    `impl` picks the form: "auto" (default: the fastest form this layer has for the input's
-    device), "reference" (the per-step loop every fast form is tested against), "fast" (the
-    hand-written BPTT in eager PyTorch, any device) or "triton" (a fused GPU kernel).
+    `impl` picks the form: "auto" (default: "fast" where the layer has it, else "reference"),
+    "reference" (the per-step loop every fast form is tested against), "fast" (the hand-written
+    BPTT in eager PyTorch, any device) or "triton" (fused GPU kernels, WaveRNN only; opt-in
+    until it has been measured on a GPU).
     Hidden units form rings of `ring_size` consecutive units; the single input init feeds
     unit 0 of each ring.
     """
@@ -56,11 +57,9 @@ class SimpleRecurrence(nn.Module):
         self._impl = value
 
     def resolve_impl(self, x: Tensor) -> str:
-        """The form forward runs for input x: `impl`, with "auto" resolved by device."""
+        """The form forward runs for input x: `impl`, with "auto" resolved."""
         if self.impl != "auto":
             return self.impl
-        if x.is_cuda and "triton" in self.fast_impls:
-            return "triton"
         return "fast" if "fast" in self.fast_impls else "reference"
 
     def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:

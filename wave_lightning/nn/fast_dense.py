@@ -6,6 +6,7 @@ and writes in place, so no layout changes are needed anywhere.
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .activation_grad import activate_, times_derivative_
 
@@ -26,6 +27,7 @@ class DenseRecurrence(torch.autograd.Function):
         return states
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_states: Tensor):
         states, h0, weight = ctx.saved_tensors
         steps = states.shape[1]

@@ -11,6 +11,7 @@ one GEMM per tap after the loop, over the whole buffer.
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .activation_grad import activate_, times_derivative_
 
@@ -132,6 +133,7 @@ class RingRecurrence(torch.autograd.Function):
         return states
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_states: Tensor):
         rings, taps = ctx.saved_tensors
         n_ch, steps, width, batch = rings.shape

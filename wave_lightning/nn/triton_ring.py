@@ -12,6 +12,7 @@ import os
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 try:
     import triton
@@ -146,6 +147,7 @@ class TritonRingRecurrence(torch.autograd.Function):
         return buf[:, 1:]
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_states: Tensor):
         buf, taps = ctx.saved_tensors
         batch, steps, hidden = buf.shape[0], buf.shape[1] - 1, buf.shape[2]
