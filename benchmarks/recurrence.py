@@ -8,6 +8,7 @@ forward+backward (resident set growth on Linux). Rerun:
 
     PYTHONPATH=. python benchmarks/recurrence.py                      # copy, adding, psmnist
     PYTHONPATH=. python benchmarks/recurrence.py --scales all --repeats 3 --json out.json
+    PYTHONPATH=. python benchmarks/recurrence.py --device cuda --scales psmnist smnist784 nscifar
 """
 
 import argparse
@@ -65,6 +66,7 @@ STATE_COPIES = 5  # about how many (B, T, H) tensors a reference forward+backwar
 FORMS: dict[str, tuple[Callable[[Scale], nn.Module], str | None, Callable[[Scale], float]]] = {
     "wrnn-reference": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "reference", Scale.ring_flops),
     "wrnn-fast": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "fast", Scale.ring_flops),
+    "wrnn-triton": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "triton", Scale.ring_flops),
     "local-reference": (
         lambda s: LocalRNN(s.inputs, s.n_hid, s.n_ch),
         "reference",
@@ -78,14 +80,23 @@ FORMS: dict[str, tuple[Callable[[Scale], nn.Module], str | None, Callable[[Scale
 }
 
 
-def matmul_rate(size: int = 2048, repeats: int = 3) -> float:
-    """This machine's fp32 dense matmul rate in GFLOP/s (median of `repeats`)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on CPU), so that timings are complete."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 3) -> float:
+    """The device's fp32 dense matmul rate in GFLOP/s (median of `repeats`), TF32 off."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
     times = []
     for _ in range(repeats):
+        sync(device)
         start = time.perf_counter()
         a @ b
+        sync(device)
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times) / 1e9
 
@@ -112,8 +123,14 @@ def resident_kib(field: str) -> int | None:
     return None
 
 
-def peak_mib(run: Callable[[], None], trim: Callable[[], None]) -> float | None:
-    """Growth of the peak resident set during run() in MiB (Linux clear_refs), else None."""
+def peak_mib(run: Callable[[], None], trim: Callable[[], None], device) -> float | None:
+    """Peak memory growth during run() in MiB: CUDA allocator stats on a GPU, else the resident
+    set (Linux clear_refs), else None."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        run()
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     trim()
     try:
         with open("/proc/self/clear_refs", "w") as refs:
@@ -127,7 +144,7 @@ def peak_mib(run: Callable[[], None], trim: Callable[[], None]) -> float | None:
 
 
 def make_run(layer: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], None]:
-    """One forward (+ backward of the summed states) of layer on x."""
+    """One forward (+ backward of the summed states) of layer on x, waited for."""
 
     def run() -> None:
         if backward:
@@ -135,6 +152,7 @@ def make_run(layer: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], 
         else:
             with torch.no_grad():
                 layer(x)
+        sync(x.device)
 
     return run
 
@@ -142,7 +160,7 @@ def make_run(layer: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], 
 def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float, trim) -> list[dict]:
     """Time every form at one scale, alternating forms in each repeat; one row per form/mode."""
     torch.manual_seed(0)
-    x = torch.rand(scale.batch, scale.steps, scale.inputs)
+    x = torch.rand(scale.batch, scale.steps, scale.inputs, device=args.device)
     rows = []
     for mode in ("fwd+bwd", "fwd"):
         backward = mode == "fwd+bwd"
@@ -156,7 +174,10 @@ def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float, tr
             if scale.states_gib() * STATE_COPIES > args.max_gib:
                 skipped[form] = f"over --max-gib ({STATE_COPIES} x {scale.states_gib():.1f} GiB)"
                 continue
-            layer = factory(scale)
+            if impl == "triton" and args.device.type != "cuda":
+                skipped[form] = "needs a CUDA device"
+                continue
+            layer = factory(scale).to(args.device)
             if impl is not None:
                 layer.impl = impl
             runs[form] = make_run(layer, x, backward)
@@ -180,7 +201,7 @@ def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float, tr
                 ratio_to_reference=ref / median if ref else None,
                 gflops=gflops,
                 fraction_of_matmul=gflops / rate,
-                peak_mib=peak_mib(runs[form], trim) if backward else None,
+                peak_mib=peak_mib(runs[form], trim, args.device) if backward else None,
             )
             rows.append(row)
     return rows
@@ -214,6 +235,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=list(FORMS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", type=torch.device, default=torch.device("cpu"))
     parser.add_argument(
         "--max-gflop",
         type=float,
@@ -241,7 +263,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     trim = return_freed_memory()
-    rate = matmul_rate()
+    rate = matmul_rate(args.device)
     rows = []
     for name in args.scales:
         rows += bench_scale(name, SCALES[name], args.forms, args, rate, trim)
@@ -251,6 +273,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         meta = {
             "matmul_gflops": rate,
             "threads": torch.get_num_threads(),
+            "device": str(args.device),
             "torch": torch.__version__,
         }
         with open(args.json, "w") as out:
