@@ -32,13 +32,12 @@ class TiedTaps:
     """The wRNN's circular convolution: taps (K, C, C) shared by every ring position."""
 
     @staticmethod
-    def convolve_(out: Tensor, drive: Tensor, taps: Tensor, step: Tensor) -> None:
-        """out (C, N, B) = drive + U h for the halo-filled state h of a step buffer."""
+    def convolve_(out: Tensor, taps: Tensor, step: Tensor) -> None:
+        """out (C, N, B) += U h for the halo-filled state h of a step buffer."""
         n_hid = out.shape[1]
         out = out.view(out.shape[0], -1)
-        torch.addmm(drive.reshape(out.shape), taps[0], window(step, 0, n_hid), out=out)
-        for k in range(1, taps.shape[0]):
-            out.addmm_(taps[k], window(step, k, n_hid))
+        for k, tap in enumerate(taps):
+            out.addmm_(tap, window(step, k, n_hid))
 
     @staticmethod
     def adjoint(taps: Tensor) -> Tensor:
@@ -72,10 +71,9 @@ class LocalTaps:
     """LocalRNN's untied neighbourhood: taps (K, N, C, C), one (C, C) block per ring position."""
 
     @staticmethod
-    def convolve_(out: Tensor, drive: Tensor, taps: Tensor, step: Tensor) -> None:
-        """out (C, N, B) = drive + U h, a batched GEMM over ring positions per tap."""
+    def convolve_(out: Tensor, taps: Tensor, step: Tensor) -> None:
+        """out (C, N, B) += U h, a batched GEMM over ring positions per tap."""
         n_hid = out.shape[1]
-        out.copy_(drive)
         for k, tap in enumerate(taps):
             out.transpose(0, 1).baddbmm_(tap, step[:, k : k + n_hid].transpose(0, 1))
 
@@ -108,38 +106,52 @@ class LocalTaps:
 
 
 class RingRecurrence(torch.autograd.Function):
-    """states = act(U h_{t-1} + drive_t), U a ring neighbourhood operator given by taps and ops.
+    """states = act(U h_{t-1} + V x_t + bias), U a ring operator given by taps and ops.
 
-    drive (T, C, N, B) includes every bias; h0 (B, C, N); ops is TiedTaps or LocalTaps;
-    returns the states (T, C, N, B).
+    x (B, T, I); h0 (B, C, N); input_weight V (C N, I); drive_bias (C N,) holds every bias;
+    ops is TiedTaps or LocalTaps; returns the states (T, C, N, B). The input projection runs
+    step by step into the state being computed, so no full-size drive tensor exists.
     """
 
     @staticmethod
-    def forward(ctx, drive: Tensor, h0: Tensor, taps: Tensor, activation: str, ops) -> Tensor:
-        steps, n_ch, n_hid, batch = drive.shape
+    def forward(
+        ctx,
+        x: Tensor,
+        h0: Tensor,
+        input_weight: Tensor,
+        drive_bias: Tensor,
+        taps: Tensor,
+        activation: str,
+        ops,
+    ) -> Tensor:
+        batch, steps, _ = x.shape
+        n_ch, n_hid = h0.shape[1:]
         pad = taps.shape[0] // 2
-        states = torch.empty_like(drive, memory_format=torch.contiguous_format)
-        rings = drive.new_empty(n_ch, steps + 1, n_hid + 2 * pad, batch)
+        states = x.new_empty(steps, n_ch, n_hid, batch)
+        rings = x.new_empty(n_ch, steps + 1, n_hid + 2 * pad, batch)
         rings[:, 0, pad : pad + n_hid] = h0.permute(1, 2, 0)
         fill_halo_(rings[:, 0], pad)
+        bias = drive_bias[:, None]
         for t in range(steps):
             z = states[t]
-            ops.convolve_(z, drive[t], taps, rings[:, t])
+            torch.addmm(bias, input_weight, x[:, t].t(), out=z.view(-1, batch))
+            ops.convolve_(z, taps, rings[:, t])
             activate_(z, activation)
-            rings[:, t + 1, pad : pad + n_hid] = states[t]
+            rings[:, t + 1, pad : pad + n_hid] = z
             fill_halo_(rings[:, t + 1], pad)
-        ctx.save_for_backward(rings, taps)
+        ctx.save_for_backward(x, input_weight, rings, taps)
         ctx.activation, ctx.ops = activation, ops
         return states
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_states: Tensor):
-        rings, taps = ctx.saved_tensors
+        x, input_weight, rings, taps = ctx.saved_tensors
         n_ch, steps, width, batch = rings.shape
         steps, pad = steps - 1, taps.shape[0] // 2
         n_hid = width - 2 * pad
         grad_rings = rings.new_empty(n_ch, steps, width, batch)
+        grad_drive = rings.new_empty(steps, n_ch, n_hid, batch)
         adjoint = ctx.ops.adjoint(taps)
         for t in range(steps - 1, -1, -1):
             dz = grad_rings[:, t, pad : pad + n_hid]
@@ -147,18 +159,32 @@ class RingRecurrence(torch.autograd.Function):
             if t + 1 < steps:
                 ctx.ops.convolve_transposed_(dz, adjoint, grad_rings[:, t + 1])
             times_derivative_(dz, rings[:, t + 1, pad : pad + n_hid], ctx.activation)
+            grad_drive[t] = dz
             fill_halo_(grad_rings[:, t], pad)
+        grads = input_grads(ctx, grad_drive.flatten(1, 2), x, input_weight)
         grad_h0 = grad_taps = None
         if ctx.needs_input_grad[1]:
             grad_h0 = rings.new_zeros(n_ch, n_hid, batch)
             ctx.ops.convolve_transposed_(grad_h0, adjoint, grad_rings[:, 0])
             grad_h0 = grad_h0.permute(2, 0, 1)
-        if pad:
-            grad_rings[:, :, :pad] = 0.0
-            grad_rings[:, :, -pad:] = 0.0
-        if ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[4]:
+            if pad:
+                grad_rings[:, :, :pad] = 0.0
+                grad_rings[:, :, -pad:] = 0.0
             grad_taps = ctx.ops.weight_grad(grad_rings, rings, taps)
-        return grad_rings[:, :, pad : pad + n_hid].transpose(0, 1), grad_h0, grad_taps, None, None
+        return grads[0], grad_h0, grads[1], grads[2], grad_taps, None, None
+
+
+def input_grads(ctx, grad_drive: Tensor, x: Tensor, input_weight: Tensor) -> list:
+    """Gradients of x, V and the drive bias from the drive's gradient (T, H, B), where needed."""
+    grad_x = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_x = torch.matmul(input_weight.t(), grad_drive).permute(2, 0, 1)
+    if ctx.needs_input_grad[2]:
+        grad_weight = torch.bmm(grad_drive, x.transpose(0, 1)).sum(0)
+    if ctx.needs_input_grad[3]:
+        grad_bias = grad_drive.sum((0, 2))
+    return [grad_x, grad_weight, grad_bias]
 
 
 def ring_recurrence(
@@ -173,14 +199,7 @@ def ring_recurrence(
     batch, steps, _ = x.shape
     n_ch, hidden = taps.shape[-1], input_weight.shape[0]
     ops = LocalTaps if taps.dim() == 4 else TiedTaps
-    drive = torch.baddbmm(
-        drive_bias[:, None], input_weight.expand(steps, -1, -1), x.permute(1, 2, 0)
-    )
     states = RingRecurrence.apply(
-        drive.view(steps, n_ch, -1, batch),
-        h0.view(batch, n_ch, -1),
-        taps.contiguous(),
-        activation,
-        ops,
+        x, h0.view(batch, n_ch, -1), input_weight, drive_bias, taps.contiguous(), activation, ops
     )
     return states.view(steps, hidden, batch).permute(2, 0, 1)
