@@ -4,7 +4,7 @@ For each scale and form it runs forward+backward (and forward only under no_grad
 times, alternating forms within each repeat so that machine noise hits all of them alike, and
 prints medians, the ratio to the reference (reference time / form time), the achieved GFLOP/s of
 the ring recurrence against this machine's measured matmul rate, and the peak memory of one
-forward+backward (resident set growth on Linux). Rerun:
+forward+backward (resident set growth on Linux, measured in a separate process). Rerun:
 
     PYTHONPATH=. python benchmarks/recurrence.py                      # copy, adding, psmnist
     PYTHONPATH=. python benchmarks/recurrence.py --scales all --repeats 3 --json out.json
@@ -14,6 +14,7 @@ forward+backward (resident set growth on Linux). Rerun:
 import argparse
 import ctypes
 import json
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
@@ -125,7 +126,7 @@ def resident_kib(field: str) -> int | None:
 
 def peak_mib(run: Callable[[], None], trim: Callable[[], None], device) -> float | None:
     """Peak memory growth during run() in MiB: CUDA allocator stats on a GPU, else the resident
-    set (Linux clear_refs), else None."""
+    set (Linux clear_refs; run it where return_freed_memory() is in force), else None."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -157,16 +158,49 @@ def make_run(layer: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], 
     return run
 
 
-def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float, trim) -> list[dict]:
-    """Time every form at one scale, alternating forms in each repeat; one row per form/mode."""
+def build_run(form: str, scale: Scale, device: torch.device, backward: bool) -> Callable[[], None]:
+    """The timed call of one form at one scale on fixed random inputs."""
+    factory, impl, _ = FORMS[form]
     torch.manual_seed(0)
-    x = torch.rand(scale.batch, scale.steps, scale.inputs, device=args.device)
+    layer = factory(scale).to(device)
+    if impl is not None:
+        layer.impl = impl
+    x = torch.rand(scale.batch, scale.steps, scale.inputs, device=device)
+    return make_run(layer, x, backward)
+
+
+def child_peak(job: tuple[str, str, int]) -> float | None:
+    """Peak memory of one forward+backward, measured in a fresh CPU process (see peaks_mib)."""
+    name, form, threads = job
+    torch.set_num_threads(threads)
+    trim = return_freed_memory()
+    return peak_mib(
+        build_run(form, SCALES[name], torch.device("cpu"), True), trim, torch.device("cpu")
+    )
+
+
+def peaks_mib(jobs: list[tuple[str, str]], device: torch.device) -> list[float | None]:
+    """Peak memory of each (scale, form) forward+backward. On CPU this runs in a spawned child
+    with glibc told to return freed memory at once, so that the resident set tracks the live
+    tensors, while the timings in this process keep the allocator's normal behaviour (which
+    that setting would slow down, unequally for forms that allocate per step)."""
+    if device.type == "cuda":
+        return [
+            peak_mib(build_run(f, SCALES[n], device, True), lambda: None, device) for n, f in jobs
+        ]
+    threads = torch.get_num_threads()
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        return pool.map(child_peak, [(name, form, threads) for name, form in jobs], chunksize=1)
+
+
+def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float) -> list[dict]:
+    """Time every form at one scale, alternating forms in each repeat; one row per form/mode."""
     rows = []
     for mode in ("fwd+bwd", "fwd"):
         backward = mode == "fwd+bwd"
         runs, flops, skipped = {}, {}, {}
         for form in forms:
-            factory, impl, form_flops = FORMS[form]
+            _, impl, form_flops = FORMS[form]
             flops[form] = form_flops(scale) * (3 if backward else 1)
             if flops[form] > args.max_gflop * 1e9:
                 skipped[form] = f"over --max-gflop ({flops[form] / 1e9:.0f} GFLOP)"
@@ -177,10 +211,7 @@ def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float, tr
             if impl == "triton" and args.device.type != "cuda":
                 skipped[form] = "needs a CUDA device"
                 continue
-            layer = factory(scale).to(args.device)
-            if impl is not None:
-                layer.impl = impl
-            runs[form] = make_run(layer, x, backward)
+            runs[form] = build_run(form, scale, args.device, backward)
         times: dict[str, list[float]] = {form: [] for form in runs}
         for _ in range(args.repeats):
             for form, run in runs.items():
@@ -201,7 +232,7 @@ def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float, tr
                 ratio_to_reference=ref / median if ref else None,
                 gflops=gflops,
                 fraction_of_matmul=gflops / rate,
-                peak_mib=peak_mib(runs[form], trim, args.device) if backward else None,
+                peak_mib=None,
             )
             rows.append(row)
     return rows
@@ -262,12 +293,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    trim = return_freed_memory()
     rate = matmul_rate(args.device)
     rows = []
     for name in args.scales:
-        rows += bench_scale(name, SCALES[name], args.forms, args, rate, trim)
+        rows += bench_scale(name, SCALES[name], args.forms, args, rate)
         print(f"done: {name}", flush=True)
+    measured = [row for row in rows if row["mode"] == "fwd+bwd" and "skipped" not in row]
+    peaks = peaks_mib([(row["scale"], row["form"]) for row in measured], args.device)
+    for row, peak in zip(measured, peaks, strict=True):
+        row["peak_mib"] = peak
     print_table(rows, rate)
     if args.json:
         meta = {
