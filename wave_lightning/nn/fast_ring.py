@@ -5,8 +5,11 @@ view of which is the layer's (B, T, C N) output, as torch.nn.RNN does for batch_
 backward every step's state is also kept in a ring buffer (C, T + 1, N + 2p, B) (p = K // 2)
 with p circular halo cells on each side of each ring. A state shifted by a kernel tap is then a
 column window of a (C, (N + 2p) B) matrix, so a step of the circular convolution is K GEMMs
-(C x C) @ (C x N B) on strided views, without copies, and the weight gradient of every step is
-one GEMM per tap after the loop, over the whole buffer.
+(C x C) @ (C x N B) on strided views, without copies. The input projection runs inside the
+loop, straight into the state being computed, and the backward walks the steps with two
+rolling step buffers, accumulating every weight and input gradient step by step while the
+step is in cache: besides the output and the saved ring buffer nothing of full (T, B, H) size
+is allocated, so there are no page faults of fresh full-size buffers inside the loop.
 """
 
 import torch
@@ -53,18 +56,12 @@ class TiedTaps:
             out.addmm_(tap, window(step, n_taps - 1 - k, n_hid))
 
     @staticmethod
-    def weight_grad(grad_rings: Tensor, rings: Tensor, taps: Tensor) -> Tensor:
-        """dU_k = sum over steps of dz_t (h_{t-1} shifted by tap k)^T, one GEMM per tap.
-
-        grad_rings (C, T, N + 2p, B) must have zero halos; in the flattened buffers the state
-        that meets dz at a given place sits (k - p) B places further on, one step earlier.
-        """
-        n_ch, steps, width, batch = grad_rings.shape
-        n_taps = taps.shape[0]
-        pad, length = n_taps // 2, steps * width * batch
-        dz = grad_rings.view(n_ch, -1)[:, pad * batch : length - pad * batch]
-        flat, span = rings.view(n_ch, -1), dz.shape[1]
-        return torch.stack([dz @ flat[:, k * batch : k * batch + span].t() for k in range(n_taps)])
+    def add_weight_grad_(grad: Tensor, dz: Tensor, step: Tensor) -> None:
+        """grad[k] += dz (C, N B) @ (tap-k window of the halo-filled state h_{t-1})^T."""
+        n_hid = step.shape[1] - grad.shape[0] + 1
+        dz = dz.view(dz.shape[0], -1)
+        for k, tap_grad in enumerate(grad):
+            tap_grad.addmm_(dz, window(step, k, n_hid).t())
 
 
 class LocalTaps:
@@ -94,15 +91,11 @@ class LocalTaps:
             out.transpose(0, 1).baddbmm_(tap, step[:, start : start + n_hid].transpose(0, 1))
 
     @staticmethod
-    def weight_grad(grad_rings: Tensor, rings: Tensor, taps: Tensor) -> Tensor:
-        """dU[k, n] = sum over steps and batch of dz_t[:, n] (h_{t-1}[:, n + k - p])^T."""
-        pad, n_hid = taps.shape[0] // 2, taps.shape[1]
-        grad = torch.zeros_like(taps)
-        for t in range(grad_rings.shape[1]):
-            dz = grad_rings[:, t, pad : pad + n_hid].transpose(0, 1)
-            for k in range(taps.shape[0]):
-                grad[k].baddbmm_(dz, rings[:, t, k : k + n_hid].permute(1, 2, 0))
-        return grad
+    def add_weight_grad_(grad: Tensor, dz: Tensor, step: Tensor) -> None:
+        """grad[k, n] += dz[:, n] (C x B) @ (h_{t-1}[:, n + k - p])^T (B x C)."""
+        n_hid = dz.shape[1]
+        for k, tap_grad in enumerate(grad):
+            tap_grad.baddbmm_(dz.transpose(0, 1), step[:, k : k + n_hid].permute(1, 2, 0))
 
 
 class RingRecurrence(torch.autograd.Function):
@@ -150,41 +143,48 @@ class RingRecurrence(torch.autograd.Function):
         n_ch, steps, width, batch = rings.shape
         steps, pad = steps - 1, taps.shape[0] // 2
         n_hid = width - 2 * pad
-        grad_rings = rings.new_empty(n_ch, steps, width, batch)
-        grad_drive = rings.new_empty(steps, n_ch, n_hid, batch)
+        grads = InputGrads(ctx, x, input_weight)
+        grad_taps = torch.zeros_like(taps) if ctx.needs_input_grad[4] else None
         adjoint = ctx.ops.adjoint(taps)
+        dz = rings.new_empty(n_ch, n_hid, batch)
+        later, here = (rings.new_empty(n_ch, width, batch) for _ in range(2))
         for t in range(steps - 1, -1, -1):
-            dz = grad_rings[:, t, pad : pad + n_hid]
             dz.copy_(grad_states[t])
             if t + 1 < steps:
-                ctx.ops.convolve_transposed_(dz, adjoint, grad_rings[:, t + 1])
+                ctx.ops.convolve_transposed_(dz, adjoint, later)
             times_derivative_(dz, rings[:, t + 1, pad : pad + n_hid], ctx.activation)
-            grad_drive[t] = dz
-            fill_halo_(grad_rings[:, t], pad)
-        grads = input_grads(ctx, grad_drive.flatten(1, 2), x, input_weight)
-        grad_h0 = grad_taps = None
+            here[:, pad : pad + n_hid] = dz
+            fill_halo_(here, pad)
+            grads.add_(t, dz.view(-1, batch))
+            if grad_taps is not None:
+                ctx.ops.add_weight_grad_(grad_taps, dz, rings[:, t])
+            later, here = here, later
+        grad_h0 = None
         if ctx.needs_input_grad[1]:
             grad_h0 = rings.new_zeros(n_ch, n_hid, batch)
-            ctx.ops.convolve_transposed_(grad_h0, adjoint, grad_rings[:, 0])
+            ctx.ops.convolve_transposed_(grad_h0, adjoint, later)
             grad_h0 = grad_h0.permute(2, 0, 1)
-        if ctx.needs_input_grad[4]:
-            if pad:
-                grad_rings[:, :, :pad] = 0.0
-                grad_rings[:, :, -pad:] = 0.0
-            grad_taps = ctx.ops.weight_grad(grad_rings, rings, taps)
-        return grads[0], grad_h0, grads[1], grads[2], grad_taps, None, None
+        return grads.x, grad_h0, grads.weight, grads.bias, grad_taps, None, None
 
 
-def input_grads(ctx, grad_drive: Tensor, x: Tensor, input_weight: Tensor) -> list:
-    """Gradients of x, V and the drive bias from the drive's gradient (T, H, B), where needed."""
-    grad_x = grad_weight = grad_bias = None
-    if ctx.needs_input_grad[0]:
-        grad_x = torch.matmul(input_weight.t(), grad_drive).permute(2, 0, 1)
-    if ctx.needs_input_grad[2]:
-        grad_weight = torch.bmm(grad_drive, x.transpose(0, 1)).sum(0)
-    if ctx.needs_input_grad[3]:
-        grad_bias = grad_drive.sum((0, 2))
-    return [grad_x, grad_weight, grad_bias]
+class InputGrads:
+    """Gradients of x (B, T, I), V and the drive bias, accumulated from each step's dz (H, B)."""
+
+    def __init__(self, ctx, x: Tensor, input_weight: Tensor) -> None:
+        want_x, _, want_weight, want_bias = ctx.needs_input_grad[:4]
+        self.input_weight, self.inputs = input_weight, x
+        self.x = torch.zeros_like(x) if want_x else None
+        self.weight = torch.zeros_like(input_weight) if want_weight else None
+        self.bias = x.new_zeros(input_weight.shape[0]) if want_bias else None
+        self.ones = x.new_ones(x.shape[0])
+
+    def add_(self, t: int, dz: Tensor) -> None:
+        if self.x is not None:
+            self.x[:, t].addmm_(dz.t(), self.input_weight)
+        if self.weight is not None:
+            self.weight.addmm_(dz, self.inputs[:, t])
+        if self.bias is not None:
+            self.bias.addmv_(dz, self.ones)
 
 
 def ring_recurrence(
