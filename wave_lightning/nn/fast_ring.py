@@ -26,6 +26,12 @@ def fill_halo_(step: Tensor, pad: int) -> None:
         step[:, -pad:].copy_(step[:, pad : 2 * pad])
 
 
+def load_(step: Tensor, state: Tensor, pad: int) -> None:
+    """Write a state (C, N, B) into a step buffer's interior and fill its halo."""
+    step[:, pad : step.shape[1] - pad] = state
+    fill_halo_(step, pad)
+
+
 def window(step: Tensor, start: int, n_hid: int) -> Tensor:
     """Positions start..start+N of a step buffer (C, N + 2p, B) as a (C, N B) matrix view."""
     return step[:, start : start + n_hid].flatten(1)
@@ -121,47 +127,46 @@ class RingRecurrence(torch.autograd.Function):
         n_ch, n_hid = h0.shape[1:]
         pad = taps.shape[0] // 2
         states = x.new_empty(steps, n_ch, n_hid, batch)
-        rings = x.new_empty(n_ch, steps + 1, n_hid + 2 * pad, batch)
-        rings[:, 0, pad : pad + n_hid] = h0.permute(1, 2, 0)
-        fill_halo_(rings[:, 0], pad)
+        h0 = h0.permute(1, 2, 0)
+        prev, cur = (x.new_empty(n_ch, n_hid + 2 * pad, batch) for _ in range(2))
+        load_(prev, h0, pad)
         bias = drive_bias[:, None]
         for t in range(steps):
             z = states[t]
             torch.addmm(bias, input_weight, x[:, t].t(), out=z.view(-1, batch))
-            ops.convolve_(z, taps, rings[:, t])
+            ops.convolve_(z, taps, prev)
             activate_(z, activation)
-            rings[:, t + 1, pad : pad + n_hid] = z
-            fill_halo_(rings[:, t + 1], pad)
-        ctx.save_for_backward(x, input_weight, rings, taps)
+            load_(cur, z, pad)
+            prev, cur = cur, prev
+        ctx.save_for_backward(x, h0, input_weight, states, taps)
         ctx.activation, ctx.ops = activation, ops
         return states
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_states: Tensor):
-        x, input_weight, rings, taps = ctx.saved_tensors
-        n_ch, steps, width, batch = rings.shape
-        steps, pad = steps - 1, taps.shape[0] // 2
-        n_hid = width - 2 * pad
+        x, h0, input_weight, states, taps = ctx.saved_tensors
+        steps, n_ch, n_hid, batch = states.shape
+        pad = taps.shape[0] // 2
         grads = InputGrads(ctx, x, input_weight)
         grad_taps = torch.zeros_like(taps) if ctx.needs_input_grad[4] else None
         adjoint = ctx.ops.adjoint(taps)
-        dz = rings.new_empty(n_ch, n_hid, batch)
-        later, here = (rings.new_empty(n_ch, width, batch) for _ in range(2))
+        dz = states.new_empty(n_ch, n_hid, batch)
+        later, here, before = (states.new_empty(n_ch, n_hid + 2 * pad, batch) for _ in range(3))
         for t in range(steps - 1, -1, -1):
             dz.copy_(grad_states[t])
             if t + 1 < steps:
                 ctx.ops.convolve_transposed_(dz, adjoint, later)
-            times_derivative_(dz, rings[:, t + 1, pad : pad + n_hid], ctx.activation)
-            here[:, pad : pad + n_hid] = dz
-            fill_halo_(here, pad)
+            times_derivative_(dz, states[t], ctx.activation)
+            load_(here, dz, pad)
             grads.add_(t, dz.view(-1, batch))
             if grad_taps is not None:
-                ctx.ops.add_weight_grad_(grad_taps, dz, rings[:, t])
+                load_(before, states[t - 1] if t else h0, pad)
+                ctx.ops.add_weight_grad_(grad_taps, dz, before)
             later, here = here, later
         grad_h0 = None
         if ctx.needs_input_grad[1]:
-            grad_h0 = rings.new_zeros(n_ch, n_hid, batch)
+            grad_h0 = states.new_zeros(n_ch, n_hid, batch)
             ctx.ops.convolve_transposed_(grad_h0, adjoint, later)
             grad_h0 = grad_h0.permute(2, 0, 1)
         return grads.x, grad_h0, grads.weight, grads.bias, grad_taps, None, None
