@@ -6,16 +6,24 @@ from .init import init_input_
 from .options import ACTIVATIONS, check_choice, check_positive, check_sequence, check_state
 from .recurrence import reference_recurrence
 
+IMPLS = ("auto", "reference", "fast", "triton")
+
 
 class SimpleRecurrence(nn.Module):
     """h_t = act(recurrent(h_{t-1}) + input(x_t)), batch first, like torch.nn.RNN.
 
-    Subclasses set `self.recurrent`, a module mapping (B, H) states to U h + b_U.
+    Subclasses set `self.recurrent`, a module mapping (B, H) states to U h + b_U, and may offer
+    a fast form of the same recurrence (`fast_recurrence`, listed in `fast_impls`). The attribute
+    `impl` picks the form: "auto" (default: "fast" where the layer has it, else "reference"),
+    "reference" (the per-step loop every fast form is tested against), "fast" (the hand-written
+    BPTT in eager PyTorch, any device) or "triton" (fused GPU kernels, WaveRNN only; opt-in
+    until it has been measured on a GPU).
     Hidden units form rings of `ring_size` consecutive units; the single input init feeds
     unit 0 of each ring.
     """
 
     recurrent: nn.Module
+    fast_impls: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -34,6 +42,25 @@ class SimpleRecurrence(nn.Module):
         self.input = nn.Linear(input_size, hidden_size)
         init_input_(self.input, input_init, ring_size)
         self.input.requires_grad_(not freeze_input)
+        self.impl = "auto"
+
+    @property
+    def impl(self) -> str:
+        """Which form of the recurrence forward runs: auto, reference, fast or triton."""
+        return self._impl
+
+    @impl.setter
+    def impl(self, value: str) -> None:
+        check_choice("impl", value, IMPLS)
+        if value not in ("auto", "reference", *self.fast_impls):
+            raise ValueError(f"{type(self).__name__} has no impl={value!r} form")
+        self._impl = value
+
+    def resolve_impl(self, x: Tensor) -> str:
+        """The form forward runs for input x: `impl`, with "auto" resolved."""
+        if self.impl != "auto":
+            return self.impl
+        return "fast" if "fast" in self.fast_impls else "reference"
 
     def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x: (B, T, input_size) -> (states (B, T, hidden_size), last state (B, hidden_size))."""
@@ -41,9 +68,17 @@ class SimpleRecurrence(nn.Module):
         if h0 is None:
             h0 = x.new_zeros(x.shape[0], self.hidden_size)
         check_state(h0, x.shape[0], self.hidden_size)
-        output = self.recurrence(self.input(x), h0)
+        impl = self.resolve_impl(x)
+        if impl == "reference":
+            output = self.recurrence(self.input(x), h0)
+        else:
+            output = self.fast_recurrence(x, h0, impl)
         return output, output[:, -1]
 
     def recurrence(self, drive: Tensor, h0: Tensor) -> Tensor:
         """States for a precomputed input drive (B, T, H); the reference form."""
         return reference_recurrence(drive, h0, self.recurrent, self.activation)
+
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
+        """States (B, T, H) for inputs x by the fast form `impl` (one of `fast_impls`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no fast form")

@@ -1,9 +1,11 @@
 """IRNN: a dense recurrent matrix (Le et al. 2015), with the paper's shift (Sigma) init."""
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from .base import SimpleRecurrence
+from .fast_dense import dense_recurrence
 from .options import RECURRENT_INITS, check_choice, check_positive
 
 
@@ -23,6 +25,8 @@ def init_dense_(layer: nn.Linear, init: str) -> None:
 class IRNN(SimpleRecurrence):
     """Dense simple RNN; recurrent_init "identity" is the iRNN, "shift" the paper's Sigma-init."""
 
+    fast_impls = ("fast",)
+
     def __init__(
         self,
         input_size: int,
@@ -38,3 +42,8 @@ class IRNN(SimpleRecurrence):
         self.recurrent = nn.Linear(hidden_size, hidden_size)
         init_dense_(self.recurrent, recurrent_init)
         self.recurrent.requires_grad_(not freeze_recurrent)
+
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
+        """The hand-written BPTT form, the recurrent bias folded into the input bias."""
+        drive = F.linear(x, self.input.weight, self.input.bias + self.recurrent.bias)
+        return dense_recurrence(drive, h0, self.recurrent.weight, self.activation_name)

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SimpleRecurrence
+from .fast_ring import ring_recurrence
 from .init import init_ring_kernel_
 from .wave import check_ring
 
@@ -34,6 +35,8 @@ class LocalRingConv(nn.Module):
 class LocalRNN(SimpleRecurrence):
     """Locally connected rings (the connectivity ablation); same arguments as WaveRNN."""
 
+    fast_impls = ("fast",)
+
     def __init__(
         self,
         input_size: int,
@@ -51,3 +54,9 @@ class LocalRNN(SimpleRecurrence):
         self.n_hid, self.n_ch, self.kernel_size = n_hid, n_ch, kernel_size
         self.recurrent = LocalRingConv(n_hid, n_ch, kernel_size, recurrent_init)
         self.recurrent.requires_grad_(not freeze_recurrent)
+
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
+        """The hand-written BPTT form, the local bias folded into the input projection's bias."""
+        bias = self.input.bias + self.recurrent.bias.flatten()
+        taps = self.recurrent.weight.permute(2, 3, 0, 1)
+        return ring_recurrence(x, h0, self.input.weight, bias, taps, self.activation_name)

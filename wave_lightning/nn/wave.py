@@ -1,8 +1,10 @@
 """WaveRNN: rings of hidden units coupled by a circular convolution with tied weights."""
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SimpleRecurrence
+from .fast_ring import ring_recurrence
 from .init import init_ring_kernel_
 from .options import check_positive
 
@@ -40,6 +42,8 @@ class WaveRNN(SimpleRecurrence):
     every ring and travels one unit per step around it without decay.
     """
 
+    fast_impls = ("fast", "triton")
+
     def __init__(
         self,
         input_size: int,
@@ -57,3 +61,15 @@ class WaveRNN(SimpleRecurrence):
         self.n_hid, self.n_ch, self.kernel_size = n_hid, n_ch, kernel_size
         self.recurrent = RingConv(n_hid, n_ch, kernel_size, recurrent_init)
         self.recurrent.requires_grad_(not freeze_recurrent)
+
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
+        """The hand-written BPTT form, the ring bias folded into the input projection's bias."""
+        conv = self.recurrent.conv
+        bias = self.input.bias + conv.bias.repeat_interleave(self.n_hid)
+        if impl == "triton":
+            from .triton_ring import triton_ring_recurrence  # Triton loads only when asked for
+
+            drive = F.linear(x, self.input.weight, bias)
+            return triton_ring_recurrence(drive, h0, conv.weight, self.activation_name)
+        taps = conv.weight.permute(2, 0, 1)
+        return ring_recurrence(x, h0, self.input.weight, bias, taps, self.activation_name)

@@ -1,0 +1,205 @@
+"""The fast recurrence forms equal the reference loop in outputs and in every gradient."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from wave_lightning.nn import IRNN, LocalRNN, WaveRNN
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def outputs_and_grads(layer, impl: str, x: torch.Tensor, h0: torch.Tensor | None):
+    """States, last state and the gradients of a fixed random loss w.r.t. x, h0, parameters."""
+    layer.impl = impl
+    states, last = layer(x, h0)
+    weights = torch.randn(states.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    loss = (states * weights).sum() + last.square().sum()
+    wrt = (
+        [x] + ([h0] if h0 is not None else []) + [p for p in layer.parameters() if p.requires_grad]
+    )
+    return [states, last, *torch.autograd.grad(loss, wrt)]
+
+
+def assert_forms_agree(layer, batch: int, steps: int, give_h0: bool, dtype=torch.float64, tol=None):
+    torch.manual_seed(0)
+    layer = layer.to(dtype)
+    x = torch.randn(batch, steps, layer.input_size, dtype=dtype, requires_grad=True)
+    h0 = None
+    if give_h0:
+        h0 = torch.randn(batch, layer.hidden_size, dtype=dtype).relu().requires_grad_()
+    expected = outputs_and_grads(layer, "reference", x, h0)
+    actual = outputs_and_grads(layer, "fast", x, h0)
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, **(tol or {}))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "identity"])
+@pytest.mark.parametrize("init", ["shift", "identity", "random"])
+@pytest.mark.parametrize("input_init", ["single", "default"])
+def test_wave_fast_form_equals_reference_for_every_init_and_activation(
+    init, activation, input_init
+):
+    layer = WaveRNN(2, 6, 3, recurrent_init=init, input_init=input_init, activation=activation)
+    assert_forms_agree(layer, batch=3, steps=7, give_h0=True)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("n_ch", [1, 4])
+@pytest.mark.parametrize("n_hid", [5, 8])
+@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
+def test_ring_fast_forms_equal_reference_for_kernels_channels_and_ring_sizes(
+    layer_class, kernel_size, n_ch, n_hid
+):
+    layer = layer_class(3, n_hid, n_ch, kernel_size=kernel_size, recurrent_init="random")
+    assert_forms_agree(layer, batch=2, steps=5, give_h0=True)
+
+
+@pytest.mark.parametrize("give_h0", [True, False])
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("steps", [1, 9])
+@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
+def test_ring_fast_forms_equal_reference_for_h0_batch_and_length(
+    layer_class, give_h0, batch, steps
+):
+    layer = layer_class(1, 7, 2, recurrent_init="random", input_init="normal", activation="tanh")
+    assert_forms_agree(layer, batch=batch, steps=steps, give_h0=give_h0)
+
+
+@pytest.mark.parametrize(
+    "frozen",
+    [
+        {"freeze_recurrent": True},
+        {"freeze_input": True},
+        {"freeze_recurrent": True, "freeze_input": True},
+    ],
+)
+@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN, IRNN])
+def test_fast_forms_equal_reference_with_frozen_parts(layer_class, frozen):
+    layer = layer_class(2, 6, recurrent_init="random", **frozen)
+    assert_forms_agree(layer, batch=2, steps=6, give_h0=True)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "identity"])
+@pytest.mark.parametrize("init", ["shift", "identity", "random"])
+@pytest.mark.parametrize(("batch", "give_h0"), [(1, False), (3, True)])
+def test_dense_fast_form_equals_reference(init, activation, batch, give_h0):
+    layer = IRNN(2, 9, recurrent_init=init, input_init="default", activation=activation)
+    assert_forms_agree(layer, batch=batch, steps=6, give_h0=give_h0)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        WaveRNN(2, 16, 4, recurrent_init="random"),
+        LocalRNN(2, 9, 3, kernel_size=5, recurrent_init="random"),
+        IRNN(2, 24),
+    ],
+)
+def test_fast_forms_equal_reference_in_float32(layer):
+    tol = {"rtol": 1e-4, "atol": 1e-5}
+    assert_forms_agree(layer, batch=5, steps=40, give_h0=True, dtype=torch.float32, tol=tol)
+
+
+@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
+def test_fast_forms_keep_the_exact_shift_dynamics(layer_class):
+    layer = layer_class(1, 7, 3)
+    x = torch.zeros(2, 20, 1)
+    x[:, 0] = 1.0
+    rings = layer(x)[0].view(2, 20, 3, 7)
+    for t in range(20):
+        expected = torch.zeros(7)
+        expected[t % 7] = 1.0
+        assert torch.equal(rings[:, t], expected.expand(2, 3, 7))
+
+
+def test_auto_picks_the_fast_form_on_cpu():
+    x = torch.zeros(1, 2, 1)
+    assert WaveRNN(1, 4).resolve_impl(x) == "fast"
+    assert IRNN(1, 4).resolve_impl(x) == "fast"
+    assert LocalRNN(1, 4).resolve_impl(x) == "fast"
+
+
+def test_impl_names_are_checked():
+    layer = WaveRNN(1, 4)
+    with pytest.raises(ValueError, match="impl='fastest'"):
+        layer.impl = "fastest"
+    with pytest.raises(ValueError, match="LocalRNN has no impl='triton'"):
+        LocalRNN(1, 4).impl = "triton"
+
+
+def test_impl_is_not_part_of_the_state_dict():
+    layer = WaveRNN(1, 4)
+    layer.impl = "reference"
+    assert set(layer.state_dict()) == {
+        "input.weight",
+        "input.bias",
+        "recurrent.conv.weight",
+        "recurrent.conv.bias",
+    }
+
+
+TRITON_CHECK = """
+import torch
+from wave_lightning.nn import WaveRNN
+from tests.test_fast_recurrence import outputs_and_grads
+cases = [("relu", 3, 3, 6, 2, True), ("tanh", 5, 1, 7, 1, False), ("identity", 3, 2, 5, 2, True)]
+for dtype, tol in ((torch.float64, {}), (torch.float32, {"rtol": 1e-4, "atol": 1e-5})):
+    for activation, kernel, n_ch, n_hid, batch, give_h0 in cases:
+        torch.manual_seed(0)
+        layer = WaveRNN(2, n_hid, n_ch, kernel, "random", "default", activation).to(dtype)
+        x = torch.randn(batch, 4, 2, dtype=dtype, requires_grad=True)
+        h0 = torch.randn(batch, n_ch * n_hid, dtype=dtype, requires_grad=True) if give_h0 else None
+        want = outputs_and_grads(layer, "reference", x, h0)
+        got = outputs_and_grads(layer, "triton", x, h0)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, **tol)
+print("triton kernels agree")
+"""
+
+
+@pytest.mark.slow
+def test_triton_kernels_equal_reference_in_the_cpu_interpreter():
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", TRITON_CHECK], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "triton kernels agree" in done.stdout
+
+
+def test_triton_impl_without_a_gpu_fails_clearly():
+    layer = WaveRNN(1, 4)
+    layer.impl = "triton"
+    if torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("a GPU or the interpreter is present")
+    with pytest.raises(RuntimeError, match="impl='triton' needs Triton and a CUDA tensor"):
+        layer(torch.zeros(1, 2, 1))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("impl", ["fast", "triton"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_gpu_forms_equal_reference(impl, activation):
+    torch.manual_seed(0)
+    layer = WaveRNN(3, 40, 16, recurrent_init="random", activation=activation).cuda()
+    x = torch.randn(6, 50, 3, device="cuda", requires_grad=True)
+    h0 = torch.randn(6, 640, device="cuda").relu().requires_grad_()
+    want = outputs_and_grads(layer, "reference", x, h0)
+    got = outputs_and_grads(layer, impl, x, h0)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_forms_refuse_double_backward_instead_of_returning_wrong_values():
+    layer = WaveRNN(1, 5, 2)
+    x = torch.randn(2, 3, 1, requires_grad=True)
+    (grad,) = torch.autograd.grad(layer(x)[0].square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()

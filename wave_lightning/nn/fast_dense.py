@@ -1,0 +1,59 @@
+"""The dense (IRNN) recurrence with a hand-written BPTT and the weight gradient in one GEMM.
+
+A step's state is a (B, H) row block of the (B, T, H) output, a strided matrix that BLAS reads
+and writes in place, so no layout changes are needed anywhere.
+"""
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .activation_grad import activate_, times_derivative_
+
+
+class DenseRecurrence(torch.autograd.Function):
+    """states = act(h_{t-1} W^T + drive_t) for drive (B, T, H) (with every bias), W (H, H)."""
+
+    @staticmethod
+    def forward(ctx, drive: Tensor, h0: Tensor, weight: Tensor, activation: str) -> Tensor:
+        states = torch.empty_like(drive, memory_format=torch.contiguous_format)
+        weight_t = weight.t()
+        for t in range(drive.shape[1]):
+            h = states[:, t]
+            h.copy_(drive[:, t]).addmm_(h0 if t == 0 else states[:, t - 1], weight_t)
+            activate_(h, activation)
+        ctx.save_for_backward(states, h0, weight)
+        ctx.activation = activation
+        return states
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_states: Tensor):
+        states, h0, weight = ctx.saved_tensors
+        steps = states.shape[1]
+        grad_drive = torch.empty_like(states)
+        for t in range(steps - 1, -1, -1):
+            dz = grad_drive[:, t].copy_(grad_states[:, t])
+            if t + 1 < steps:
+                dz.addmm_(grad_drive[:, t + 1], weight)
+            times_derivative_(dz, states[:, t], ctx.activation)
+        grad_h0 = grad_drive[:, 0] @ weight if ctx.needs_input_grad[1] else None
+        grad_weight = weight_grad(grad_drive, states, h0) if ctx.needs_input_grad[2] else None
+        return grad_drive, grad_h0, grad_weight, None
+
+
+def weight_grad(grad_drive: Tensor, states: Tensor, h0: Tensor) -> Tensor:
+    """sum over b, t of dz_t h_{t-1}^T: one GEMM over the rows shifted by one step, then the
+    first step of each sequence corrected from h_{t-1} = (previous sequence's last state) to h0."""
+    batch, steps, hidden = states.shape
+    rows_dz, rows_h = grad_drive.reshape(-1, hidden), states.reshape(-1, hidden)
+    grad = rows_dz[1:].t() @ rows_h[:-1]
+    grad.addmm_(grad_drive[:, 0].t(), h0)
+    if batch > 1:
+        grad.addmm_(grad_drive[1:, 0].t(), states[:-1, -1], alpha=-1)
+    return grad
+
+
+def dense_recurrence(drive: Tensor, h0: Tensor, weight: Tensor, activation: str) -> Tensor:
+    """States (B, T, H) for drive (B, T, H) (with every bias), h0 (B, H), weight (H, H)."""
+    return DenseRecurrence.apply(drive, h0, weight, activation)
