@@ -4,10 +4,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import SimpleRecurrence
 from .fast_ring import ring_recurrence
 from .init import init_ring_kernel_
-from .wave import check_ring
+from .wave import RingRNN
 
 
 class LocalRingConv(nn.Module):
@@ -32,28 +31,11 @@ class LocalRingConv(nn.Module):
         return out.reshape(h.shape)
 
 
-class LocalRNN(SimpleRecurrence):
+class LocalRNN(RingRNN):
     """Locally connected rings (the connectivity ablation); same arguments as WaveRNN."""
 
+    ring_class = LocalRingConv
     fast_impls = ("fast",)
-
-    def __init__(
-        self,
-        input_size: int,
-        n_hid: int,
-        n_ch: int = 1,
-        kernel_size: int = 3,
-        recurrent_init: str = "shift",
-        input_init: str = "single",
-        activation: str = "relu",
-        freeze_recurrent: bool = False,
-        freeze_input: bool = False,
-    ) -> None:
-        check_ring(n_hid, n_ch, kernel_size)
-        super().__init__(input_size, n_ch * n_hid, n_hid, input_init, activation, freeze_input)
-        self.n_hid, self.n_ch, self.kernel_size = n_hid, n_ch, kernel_size
-        self.recurrent = LocalRingConv(n_hid, n_ch, kernel_size, recurrent_init)
-        self.recurrent.requires_grad_(not freeze_recurrent)
 
     def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
         """The hand-written BPTT form, the local bias folded into the input projection's bias."""

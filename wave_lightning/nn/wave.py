@@ -35,14 +35,11 @@ class RingConv(nn.Module):
         return self.conv(h.view(-1, self.n_ch, self.n_hid)).view(h.shape)
 
 
-class WaveRNN(SimpleRecurrence):
-    """The wRNN: n_ch rings of n_hid units (hidden_size = n_ch * n_hid), stored ring by ring.
+class RingRNN(SimpleRecurrence):
+    """n_ch rings of n_hid units (hidden_size = n_ch * n_hid), stored ring by ring, coupled
+    within a kernel_size neighbourhood by `ring_class` (tied or untied weights)."""
 
-    With recurrent_init="shift", input_init="single" and ReLU, an input pulse enters unit 0 of
-    every ring and travels one unit per step around it without decay.
-    """
-
-    fast_impls = ("fast", "triton")
+    ring_class: type[nn.Module]
 
     def __init__(
         self,
@@ -59,8 +56,19 @@ class WaveRNN(SimpleRecurrence):
         check_ring(n_hid, n_ch, kernel_size)
         super().__init__(input_size, n_ch * n_hid, n_hid, input_init, activation, freeze_input)
         self.n_hid, self.n_ch, self.kernel_size = n_hid, n_ch, kernel_size
-        self.recurrent = RingConv(n_hid, n_ch, kernel_size, recurrent_init)
+        self.recurrent = self.ring_class(n_hid, n_ch, kernel_size, recurrent_init)
         self.recurrent.requires_grad_(not freeze_recurrent)
+
+
+class WaveRNN(RingRNN):
+    """The wRNN: rings coupled by a circular convolution (weights tied along the ring).
+
+    With recurrent_init="shift", input_init="single" and ReLU, an input pulse enters unit 0 of
+    every ring and travels one unit per step around it without decay.
+    """
+
+    ring_class = RingConv
+    fast_impls = ("fast", "triton")
 
     def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
         """The hand-written BPTT form, the ring bias folded into the input projection's bias."""
