@@ -155,15 +155,7 @@ def test_sweep_run_on_a_bad_file_fails_before_any_trial(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-PENDING = ["conf/data/psmnist.yaml", "conf/data/mnist1d.yaml"]  # data configs of another issue
-
-
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_sweeps_load(path):
-    missing = [name for name in PENDING if not (ROOT / name).is_file()]
-    if missing and any(name in path.read_text() for name in missing):
-        with pytest.raises(SweepFileError, match="configs: config file '../conf/data/"):
-            load_sweep(path)
-        pytest.skip(f"needs {', '.join(missing)} (sequential-image data, not merged here)")
     sweep = load_sweep(path)
     assert grid_points(sweep) if sweep.is_grid else sweep.trials > 0
