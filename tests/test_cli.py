@@ -51,21 +51,15 @@ def test_there_is_an_experiment_per_table_row():
     assert copy_rows | {"adding_wrnn", "adding_irnn"} <= names
 
 
+def fast_dev_run(config: Path, root: Path) -> None:
+    """One training, validation and test batch of `config`, run in `root`."""
+    main(["fit", "--config", str(config), "--trainer.fast_dev_run", "1",
+          "--trainer.default_root_dir", str(root), "--data.batch_size", "4"])  # fmt: skip
+
+
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
 def test_every_experiment_runs_a_fast_dev_run(config, tmp_path):
-    main(
-        [
-            "fit",
-            "--config",
-            str(config),
-            "--trainer.fast_dev_run",
-            "1",
-            "--trainer.default_root_dir",
-            str(tmp_path),
-            "--data.batch_size",
-            "4",
-        ]
-    )
+    fast_dev_run(config, tmp_path)
 
 
 def print_config(args, capsys) -> str:
@@ -84,19 +78,7 @@ def test_print_config_round_trips(tmp_path, capsys):
     parsed = yaml.safe_load(printed)
     assert parsed["model"]["init_args"]["layer"]["init_args"]["n_ch"] == 3
     assert parsed["data"]["init_args"]["delay"] == 30
-    main(
-        [
-            "fit",
-            "--config",
-            str(saved),
-            "--trainer.fast_dev_run",
-            "1",
-            "--trainer.default_root_dir",
-            str(tmp_path),
-            "--data.batch_size",
-            "4",
-        ]
-    )
+    fast_dev_run(saved, tmp_path)
 
 
 @pytest.mark.parametrize(
