@@ -23,6 +23,13 @@ def class_name(config, key: str) -> str:
     return path.rsplit(".", 1)[-1] if path else key
 
 
+DESCRIPTION = (
+    "Train and evaluate wave-based RNNs: LightningCLI subcommands below. "
+    "Also `wave-lightning sweep run|worker|status|report FILE` (Optuna sweeps) and "
+    "`wave-lightning analyze --ckpt PATH` (wave measures and plots)."
+)
+
+
 def last_checkpoint(dirpath: str) -> ModelCheckpoint:
     """Writes checkpoints/last.ckpt at every epoch end, whatever the monitored metric did.
 
@@ -47,7 +54,7 @@ class WaveCLI(LightningCLI):
             "trainer_defaults",
             {"enable_progress_bar": sys.stderr.isatty(), "callbacks": [EpochLines()]},
         )
-        kwargs.setdefault("parser_kwargs", {"prog": "wave-lightning"})
+        kwargs.setdefault("parser_kwargs", {"prog": "wave-lightning", "description": DESCRIPTION})
         super().__init__(
             SequenceTask,
             LightningDataModule,
