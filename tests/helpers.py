@@ -2,11 +2,26 @@
 
 import os
 import signal
+from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader
 
 from wave_lightning.data import AddingTask
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_copy_args(**data: object) -> list[str]:
+    """`fit` arguments of a copy-task run with a tiny wRNN (2 rings of 8 units); `data` sets
+    CopyTask's arguments (--data.KEY=VALUE)."""
+    return [
+        "--config", str(ROOT / "conf/data/copy.yaml"),
+        "--config", str(ROOT / "conf/model/wrnn.yaml"),
+        "--model.layer.init_args.n_hid", "8",
+        "--model.layer.init_args.n_ch", "2",
+        *[f"--data.{key}={value}" for key, value in data.items()],
+    ]  # fmt: skip
 
 
 class KillAtEpoch(Callback):

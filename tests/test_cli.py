@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from tests.helpers import tiny_copy_args
 from wave_lightning.cli import main
 from wave_lightning.tasks import NonFiniteLossError
 
@@ -22,19 +23,7 @@ TINY = [
     "--data.batch_size", "8", "--data.train_batches", "3",
     "--data.val_size", "16", "--data.test_size", "16",
 ]  # fmt: skip
-TINY_WAVE = [
-    "--config",
-    str(ROOT / "conf/data/copy.yaml"),
-    "--config",
-    str(ROOT / "conf/model/wrnn.yaml"),
-    "--data.delay",
-    "2",
-    "--model.layer.init_args.n_hid",
-    "8",
-    "--model.layer.init_args.n_ch",
-    "2",
-    *TINY,
-]
+TINY_WAVE = [*tiny_copy_args(delay=2), *TINY]
 
 
 def test_there_is_an_experiment_per_table_row():

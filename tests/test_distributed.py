@@ -12,6 +12,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassAccuracy
 
+from tests.helpers import tiny_copy_args
 from wave_lightning.cli import main
 from wave_lightning.data import CopyTask
 from wave_lightning.data.batching import per_device_batch_size, split_batch
@@ -24,11 +25,7 @@ DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.stra
 COPY = dict(delay=2, memory_length=2, batch_size=4, train_batches=2, val_size=9, test_size=4)
 # one step, validated after it (val_size 9 is odd: 5 + 4 examples over two ranks, none twice)
 TINY = [
-    "--config", str(REPO / "conf/data/copy.yaml"),
-    "--config", str(REPO / "conf/model/wrnn.yaml"),
-    "--model.layer.init_args.n_hid", "8",
-    "--model.layer.init_args.n_ch", "2",
-    *[f"--data.{k}={v}" for k, v in COPY.items()],
+    *tiny_copy_args(**COPY),
     "--trainer.val_check_interval", "1",
     "--trainer.log_every_n_steps", "1",
     "--trainer.max_steps", "1",

@@ -12,6 +12,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from tests.helpers import tiny_copy_args
 from wave_lightning.preemption import newest_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,16 +20,9 @@ TESTS = Path(__file__).resolve().parent
 
 # copy task, tiny wRNN: 3 batches per epoch, 6 steps; the signal comes after step 4 (epoch 1)
 TINY = [
-    "--config", str(REPO / "conf/data/copy.yaml"),
-    "--config", str(REPO / "conf/model/wrnn.yaml"),
-    "--model.layer.init_args.n_hid", "8",
-    "--model.layer.init_args.n_ch", "2",
-    "--data.delay", "2",
-    "--data.memory_length", "2",
-    "--data.batch_size", "4",
-    "--data.train_batches", "3",
-    "--data.val_size", "8",
-    "--data.test_size", "4",
+    *tiny_copy_args(
+        delay=2, memory_length=2, batch_size=4, train_batches=3, val_size=8, test_size=4
+    ),
     "--trainer.max_steps", "6",
     "--trainer.log_every_n_steps", "1",
     "--test_after_fit", "false",
