@@ -102,8 +102,9 @@ class WaveCLI(LightningCLI):
             kwargs["logger"] = default_loggers(trainer_config["default_root_dir"])
         trainer = super().instantiate_trainer(**kwargs)
         checkpoint_dir = self._get(self.config_init, "checkpoint").dirpath
+        self.last_checkpoint = last_checkpoint(checkpoint_dir)
         # after the monitored ModelCheckpoint, which stays trainer.checkpoint_callback (the best)
-        trainer.callbacks += [last_checkpoint(checkpoint_dir), PreemptionCheckpoint(checkpoint_dir)]
+        trainer.callbacks += [self.last_checkpoint, PreemptionCheckpoint(checkpoint_dir)]
         return trainer
 
     def check_batch_split(self) -> None:
@@ -124,9 +125,8 @@ class WaveCLI(LightningCLI):
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
-        last = self.trainer.checkpoint_callbacks[1]
         # read before testing: loading the best checkpoint restores the callback's older state
-        saved = f"last: {last.best_model_path}, best: {checkpoint.best_model_path}"
+        saved = f"last: {self.last_checkpoint.best_model_path}, best: {checkpoint.best_model_path}"
         if self.config.fit.test_after_fit and not self.trainer.interrupted:
             best = checkpoint.best_model_path or None
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
