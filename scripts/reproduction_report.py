@@ -1,0 +1,260 @@
+"""Tables, learning curves and space-time plots of docs/reproduction.md from finished sweeps.
+
+Reads the studies of the copy (Table 4) and adding (Table 1) reproduction sweeps, prints the
+paper's numbers beside ours (mean ± std over seeds) as markdown, and writes results.json, the
+learning curves and, via `wave-lightning analyze`, space-time plots of seed-0 checkpoints.
+
+    python scripts/reproduction_report.py --copy sweeps/copy_table4_cpu.yaml \
+        --adding sweeps/adding_table1_cpu.yaml --out docs/reproduction
+"""
+
+import argparse
+import csv
+import json
+import shutil
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from optuna.trial import FrozenTrial  # noqa: E402
+
+from wave_lightning.analysis.cli import main as analyze  # noqa: E402
+from wave_lightning.sweep.report import ablation_groups, complete, table_row  # noqa: E402
+from wave_lightning.sweep.spec import Sweep, load_sweep  # noqa: E402
+from wave_lightning.sweep.storage import load_study, open_storage  # noqa: E402
+
+# Paper (Keller et al., ICLR 2024), Table 4: copy test loss at T = 0, 10, 30, 80.
+PAPER_COPY = {
+    "wrnn": [9e-12, 1e-10, 8e-11, 1e-11],
+    "wrnn_no_v_init": [1e-11, 2e-11, 4e-10, 4e-11],
+    "wrnn_no_shift_init": [5e-11, 3e-10, 7e-4, 6e-4],
+    "wrnn_no_init": [8e-10, 1e-4, 3e-4, 7e-4],
+    "irnn": [1e-4, 3e-3, 2e-3, 1e-3],
+    "irnn_sigma_init": [1e-8, 1e-7, 2e-7, 2e-5],
+    "irnn_sigma_v_init": [1e-7, 1e-7, 1e-6, 8e-6],
+}
+COPY_DELAYS = [0, 10, 30, 80]
+# Paper Table 1: adding test MSE and iterations to solve at T = 100, 200, 400 (None: never).
+PAPER_ADDING = {
+    "wrnn": {"mse": [4e-6, 2e-5, 4e-5], "solved": [300, 1000, 1000]},
+    "irnn": {"mse": [1e-5, 4e-5, 1e-4], "solved": [14000, 22000, 30000]},
+}
+ADDING_LENGTHS = [100, 200, 400]
+MODEL = "model"
+
+
+def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of a run's metrics.csv."""
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
+    """Steps and values of `metric` where the run logged it."""
+    rows = [r for r in metrics_rows(run_dir) if r.get(metric)]
+    return [int(r["step"]) for r in rows], [float(r[metric]) for r in rows]
+
+
+def solved_step(run_dir: Path) -> int | None:
+    """The step the run logged as val/solved_step (first val MSE <= 0.05), None if never."""
+    steps = curve(run_dir, "val/solved_step")[1]
+    return int(steps[-1]) if steps else None
+
+
+def run_dir(sweep: Sweep, trial: FrozenTrial) -> Path:
+    return sweep.root / trial.user_attrs["run_dir"]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def sci(value: float) -> str:
+    return f"{value:.1e}"
+
+
+def loss_cell(values: list[float]) -> str:
+    """Mean ± std over seeds and, as the spread matters on a log scale, the per-seed range."""
+    mean, std = mean_std(values)
+    return f"{sci(mean)} ± {sci(std)} ({sci(min(values))}–{sci(max(values))})"
+
+
+def steps_cell(steps: list[int | None], max_steps: int) -> str:
+    """Per-seed solve steps, 'not solved within N' for runs that never reached MSE <= 0.05."""
+    solved = [s for s in steps if s is not None]
+    text = ", ".join(str(s) if s is not None else f"not in {max_steps}" for s in steps)
+    if len(solved) == len(steps):
+        return f"{statistics.fmean(solved):.0f} ({text})"
+    return text
+
+
+def max_steps(sweep: Sweep) -> int:
+    """The trainer.max_steps the sweep's args set."""
+    value = [a.split("=", 1)[1] for a in sweep.args if a.startswith("--trainer.max_steps=")]
+    return int(value[-1])
+
+
+def groups_by(study, sweep: Sweep) -> dict[tuple, list[FrozenTrial]]:
+    """Complete trials by (model, length), each group ordered by seed."""
+    groups = ablation_groups(study, sweep)
+    return {key: sorted(trials, key=lambda t: t.params["seed"]) for key, trials in groups.items()}
+
+
+def copy_table(groups: dict[tuple, list[FrozenTrial]]) -> str:
+    """Table 4: per row and T the paper's test loss beside ours."""
+    header = ["model"] + [f"T={t} {who}" for t in COPY_DELAYS for who in ("paper", "ours")]
+    lines = [table_row(header), table_row(["---"] * len(header))]
+    for model, paper in PAPER_COPY.items():
+        cells = [model]
+        for delay, theirs in zip(COPY_DELAYS, paper, strict=True):
+            losses = [t.user_attrs["test/loss"] for t in groups.get((model, delay), [])]
+            cells += [sci(theirs), loss_cell(losses) if losses else "-"]
+        lines.append(table_row(cells))
+    return "\n".join(lines)
+
+
+def adding_table(groups: dict[tuple, list[FrozenTrial]], sweep: Sweep) -> str:
+    """Table 1: per model and T the paper's test MSE and solve step, then ours."""
+    header = ["model", "", *(f"T={t}" for t in ADDING_LENGTHS)]
+    lines = [table_row(header), table_row(["---"] * len(header))]
+    limit = max_steps(sweep)
+    for model, paper in PAPER_ADDING.items():
+        trials = [groups.get((model, t), []) for t in ADDING_LENGTHS]
+        mse = [loss_cell([t.user_attrs["test/mse"] for t in ts]) if ts else "-" for ts in trials]
+        steps = [steps_cell([solved_step(run_dir(sweep, t)) for t in ts], limit) for ts in trials]
+        lines += [
+            table_row([model, "test MSE, paper", *map(sci, paper["mse"])]),
+            table_row([model, "test MSE, ours", *mse]),
+            table_row([model, "solved at, paper", *map(str, paper["solved"])]),
+            table_row([model, "solved at, ours", *steps]),
+        ]
+    return "\n".join(lines)
+
+
+def plot_curves(
+    groups: dict[tuple, list[FrozenTrial]],
+    sweep: Sweep,
+    models: dict[str, str],
+    lengths: list[int],
+    metric: str,
+    path: Path,
+    label: Callable[[int], str],
+) -> None:
+    """One panel per length: `metric` against step for every seed of each model, log scale."""
+    figure, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 3.4), squeeze=False)
+    for ax, length in zip(axes[0], lengths, strict=True):
+        for (model, name), color in zip(models.items(), plt.cm.tab10.colors, strict=False):
+            for index, trial in enumerate(groups.get((model, length), [])):
+                steps, values = curve(run_dir(sweep, trial), metric)
+                ax.plot(steps, values, color=color, alpha=0.8, label=name if index == 0 else None)
+        ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_title(label(length))
+    axes[0][0].set_ylabel(metric)
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def best_checkpoint(sweep: Sweep, trial: FrozenTrial) -> Path:
+    """The run's best checkpoint (the one its test metrics come from)."""
+    found = sorted((run_dir(sweep, trial) / "checkpoints" / "best").glob("*.ckpt"))
+    if not found:
+        raise FileNotFoundError(f"no best checkpoint in {run_dir(sweep, trial)}")
+    return found[-1]
+
+
+def spacetime(sweep: Sweep, trial: FrozenTrial, out: Path, name: str) -> dict:
+    """Space-time plot and 2D FFT of a trial's best checkpoint; its wave measures."""
+    folder = out / "analysis" / name
+    checkpoint = best_checkpoint(sweep, trial)
+    analyze(["--ckpt", str(checkpoint), "--out", str(folder), "--max-rings", "3"])
+    for figure in ("spacetime", "fft"):
+        shutil.copy(folder / f"{figure}.png", out / f"{name}_{figure}.png")
+    measures = json.loads((folder / "measures.json").read_text())
+    shutil.rmtree(out / "analysis")
+    return measures
+
+
+def wall_time(study) -> dict:
+    """Summed trial durations and the span from the first start to the last completion."""
+    trials = complete(study)
+    starts = [t.datetime_start for t in trials]
+    ends = [t.datetime_complete for t in trials]
+    seconds = sum((end - start).total_seconds() for start, end in zip(starts, ends, strict=True))
+    span = (max(ends) - min(starts)).total_seconds()
+    return {"trials": len(trials), "sum_trial_s": round(seconds), "span_s": round(span)}
+
+
+def records(groups: dict[tuple, list[FrozenTrial]], sweep: Sweep) -> list[dict]:
+    """Every trial's factors, seed, test metrics, solve step and duration, for results.json."""
+    rows = []
+    for (model, length), trials in groups.items():
+        for trial in trials:
+            tests = {k: v for k, v in trial.user_attrs.items() if k.startswith("test/")}
+            seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+            row = {"model": model, "length": length, "seed": trial.params["seed"], **tests}
+            if "test/mse" in tests:
+                row["solved_step"] = solved_step(run_dir(sweep, trial))
+            rows.append({**row, "run_dir": trial.user_attrs["run_dir"], "seconds": round(seconds)})
+    return rows
+
+
+def summary(path: str, study, groups: dict[tuple, list[FrozenTrial]], sweep: Sweep) -> dict:
+    return {"sweep": path, "wall": wall_time(study), "runs": records(groups, sweep)}
+
+
+def open_sweep(path: str) -> tuple[Sweep, object, dict[tuple, list[FrozenTrial]]]:
+    sweep = load_sweep(path)
+    study = load_study(sweep, open_storage(sweep))
+    return sweep, study, groups_by(study, sweep)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--copy", default="sweeps/copy_table4_cpu.yaml")
+    parser.add_argument("--adding", default="sweeps/adding_table1_cpu.yaml")
+    parser.add_argument("--out", default="docs/reproduction", type=Path)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    copy_sweep, copy_study, copy_groups = open_sweep(args.copy)
+    add_sweep, add_study, add_groups = open_sweep(args.adding)
+    print("## Copy (Table 4): test loss, mean ± std over seeds (min–max)\n")
+    print(copy_table(copy_groups), "\n")
+    print("## Adding (Table 1)\n")
+    print(adding_table(add_groups, add_sweep), "\n")
+    rows = {"wrnn": "wRNN", "irnn": "iRNN", "irnn_sigma_v_init": "iRNN + Sigma + V-init"}
+    plot_curves(copy_groups, copy_sweep, rows, COPY_DELAYS, "val/loss",
+                args.out / "copy_curves.png", lambda t: f"copy, T={t}")  # fmt: skip
+    plot_curves(add_groups, add_sweep, {"wrnn": "wRNN", "irnn": "iRNN"}, ADDING_LENGTHS, "val/mse",
+                args.out / "adding_curves.png", lambda t: f"adding, T={t}")  # fmt: skip
+    measures = {
+        f"{model}_{task}": spacetime(sweep, groups[key][0], args.out, f"{task}_{model}")
+        for task, sweep, groups, key_of in (
+            ("copy", copy_sweep, copy_groups, lambda m: (m, 30)),
+            ("adding", add_sweep, add_groups, lambda m: (m, 100)),
+        )
+        for model in ("wrnn", "irnn")
+        if (key := key_of(model)) in groups
+    }
+    results = {
+        "copy": summary(args.copy, copy_study, copy_groups, copy_sweep),
+        "adding": summary(args.adding, add_study, add_groups, add_sweep),
+        "wave_measures": measures,
+    }
+    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    for task in ("copy", "adding"):
+        print(f"{task} wall time: {results[task]['wall']}")
+    for name, values in measures.items():
+        speed = values.get("speed")
+        print(f"{name}: speed {speed if speed is None else round(speed, 3)}", end="; ")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
