@@ -35,7 +35,7 @@ def test_cells_give_mean_std_range_and_unsolved_runs():
 
 def test_max_steps_is_the_last_trainer_override():
     sweep = report.load_sweep(ROOT / "sweeps/adding_table1_cpu.yaml")
-    assert report.max_steps(sweep) == 600
+    assert report.max_steps(sweep) == 500
 
 
 def test_paper_tables_cover_the_shipped_sweep_levels():
