@@ -67,6 +67,7 @@ STATE_COPIES = 5  # about how many (B, T, H) tensors a reference forward+backwar
 FORMS: dict[str, tuple[Callable[[Scale], nn.Module], str | None, Callable[[Scale], float]]] = {
     "wrnn-reference": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "reference", Scale.ring_flops),
     "wrnn-fast": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "fast", Scale.ring_flops),
+    "wrnn-cpp": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "cpp", Scale.ring_flops),
     "wrnn-triton": (lambda s: WaveRNN(s.inputs, s.n_hid, s.n_ch), "triton", Scale.ring_flops),
     "local-reference": (
         lambda s: LocalRNN(s.inputs, s.n_hid, s.n_ch),

@@ -8,14 +8,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from wave_lightning.nn import IRNN, LocalRNN, WaveRNN
+from wave_lightning.nn import IRNN, LocalRNN, WaveRNN, cpp_ring
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def set_impl(layer, impl: str) -> None:
+    """layer.impl = impl, skipping the test where the C++ form cannot be built."""
+    if impl == "cpp" and not cpp_ring.available():
+        pytest.skip("the C++ extension cannot be built here (see the warning)")
+    layer.impl = impl
+
+
 def outputs_and_grads(layer, impl: str, x: torch.Tensor, h0: torch.Tensor | None):
     """States, last state and the gradients of a fixed random loss w.r.t. x, h0, parameters."""
-    layer.impl = impl
+    set_impl(layer, impl)
     states, last = layer(x, h0)
     weights = torch.randn(states.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
     loss = (states * weights).sum() + last.square().sum()
@@ -25,7 +32,9 @@ def outputs_and_grads(layer, impl: str, x: torch.Tensor, h0: torch.Tensor | None
     return [states, last, *torch.autograd.grad(loss, wrt)]
 
 
-def assert_forms_agree(layer, batch: int, steps: int, give_h0: bool, dtype=torch.float64, tol=None):
+def assert_forms_agree(
+    layer, batch: int, steps: int, give_h0: bool, dtype=torch.float64, tol=None, impl="fast"
+):
     torch.manual_seed(0)
     layer = layer.to(dtype)
     x = torch.randn(batch, steps, layer.input_size, dtype=dtype, requires_grad=True)
@@ -33,42 +42,48 @@ def assert_forms_agree(layer, batch: int, steps: int, give_h0: bool, dtype=torch
     if give_h0:
         h0 = torch.randn(batch, layer.hidden_size, dtype=dtype).relu().requires_grad_()
     expected = outputs_and_grads(layer, "reference", x, h0)
-    actual = outputs_and_grads(layer, "fast", x, h0)
+    actual = outputs_and_grads(layer, impl, x, h0)
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected, strict=True):
         torch.testing.assert_close(got, want, **(tol or {}))
 
 
+# the CPU forms of each layer, beyond the reference
+RING_FORMS = [(WaveRNN, "fast"), (WaveRNN, "cpp"), (LocalRNN, "fast")]
+RING_IDS = [f"{cls.__name__}-{impl}" for cls, impl in RING_FORMS]
+
+
 @pytest.mark.parametrize("activation", ["relu", "tanh", "identity"])
 @pytest.mark.parametrize("init", ["shift", "identity", "random"])
 @pytest.mark.parametrize("input_init", ["single", "default"])
-def test_wave_fast_form_equals_reference_for_every_init_and_activation(
-    init, activation, input_init
+@pytest.mark.parametrize("impl", ["fast", "cpp"])
+def test_wave_fast_forms_equal_reference_for_every_init_and_activation(
+    impl, init, activation, input_init
 ):
     layer = WaveRNN(2, 6, 3, recurrent_init=init, input_init=input_init, activation=activation)
-    assert_forms_agree(layer, batch=3, steps=7, give_h0=True)
+    assert_forms_agree(layer, batch=3, steps=7, give_h0=True, impl=impl)
 
 
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
-@pytest.mark.parametrize("n_ch", [1, 4])
+@pytest.mark.parametrize("n_ch", [1, 4, 9])
 @pytest.mark.parametrize("n_hid", [5, 8])
-@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
+@pytest.mark.parametrize(("layer_class", "impl"), RING_FORMS, ids=RING_IDS)
 def test_ring_fast_forms_equal_reference_for_kernels_channels_and_ring_sizes(
-    layer_class, kernel_size, n_ch, n_hid
+    layer_class, impl, kernel_size, n_ch, n_hid
 ):
     layer = layer_class(3, n_hid, n_ch, kernel_size=kernel_size, recurrent_init="random")
-    assert_forms_agree(layer, batch=2, steps=5, give_h0=True)
+    assert_forms_agree(layer, batch=2, steps=5, give_h0=True, impl=impl)
 
 
 @pytest.mark.parametrize("give_h0", [True, False])
-@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("batch", [1, 4, 45])  # 45: the C++ loop's full chunks and its tail
 @pytest.mark.parametrize("steps", [1, 9])
-@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
+@pytest.mark.parametrize(("layer_class", "impl"), RING_FORMS, ids=RING_IDS)
 def test_ring_fast_forms_equal_reference_for_h0_batch_and_length(
-    layer_class, give_h0, batch, steps
+    layer_class, impl, give_h0, batch, steps
 ):
     layer = layer_class(1, 7, 2, recurrent_init="random", input_init="normal", activation="tanh")
-    assert_forms_agree(layer, batch=batch, steps=steps, give_h0=give_h0)
+    assert_forms_agree(layer, batch=batch, steps=steps, give_h0=give_h0, impl=impl)
 
 
 @pytest.mark.parametrize(
@@ -79,10 +94,12 @@ def test_ring_fast_forms_equal_reference_for_h0_batch_and_length(
         {"freeze_recurrent": True, "freeze_input": True},
     ],
 )
-@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN, IRNN])
-def test_fast_forms_equal_reference_with_frozen_parts(layer_class, frozen):
+@pytest.mark.parametrize(
+    ("layer_class", "impl"), [*RING_FORMS, (IRNN, "fast")], ids=[*RING_IDS, "IRNN-fast"]
+)
+def test_fast_forms_equal_reference_with_frozen_parts(layer_class, impl, frozen):
     layer = layer_class(2, 6, recurrent_init="random", **frozen)
-    assert_forms_agree(layer, batch=2, steps=6, give_h0=True)
+    assert_forms_agree(layer, batch=2, steps=6, give_h0=True, impl=impl)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "identity"])
@@ -94,21 +111,25 @@ def test_dense_fast_form_equals_reference(init, activation, batch, give_h0):
 
 
 @pytest.mark.parametrize(
-    "layer",
+    ("layer", "impl", "batch"),
     [
-        WaveRNN(2, 16, 4, recurrent_init="random"),
-        LocalRNN(2, 9, 3, kernel_size=5, recurrent_init="random"),
-        IRNN(2, 24),
+        (WaveRNN(2, 16, 4, recurrent_init="random"), "fast", 5),
+        (WaveRNN(2, 16, 4, recurrent_init="random"), "cpp", 75),
+        (LocalRNN(2, 9, 3, kernel_size=5, recurrent_init="random"), "fast", 5),
+        (IRNN(2, 24), "fast", 5),
     ],
 )
-def test_fast_forms_equal_reference_in_float32(layer):
+def test_fast_forms_equal_reference_in_float32(layer, impl, batch):
     tol = {"rtol": 1e-4, "atol": 1e-5}
-    assert_forms_agree(layer, batch=5, steps=40, give_h0=True, dtype=torch.float32, tol=tol)
+    assert_forms_agree(
+        layer, batch=batch, steps=40, give_h0=True, dtype=torch.float32, tol=tol, impl=impl
+    )
 
 
-@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
-def test_fast_forms_keep_the_exact_shift_dynamics(layer_class):
+@pytest.mark.parametrize(("layer_class", "impl"), RING_FORMS, ids=RING_IDS)
+def test_fast_forms_keep_the_exact_shift_dynamics(layer_class, impl):
     layer = layer_class(1, 7, 3)
+    set_impl(layer, impl)
     x = torch.zeros(2, 20, 1)
     x[:, 0] = 1.0
     rings = layer(x)[0].view(2, 20, 3, 7)
@@ -118,11 +139,33 @@ def test_fast_forms_keep_the_exact_shift_dynamics(layer_class):
         assert torch.equal(rings[:, t], expected.expand(2, 3, 7))
 
 
-def test_auto_picks_the_fast_form_on_cpu():
+def test_auto_picks_cpp_for_few_rings_and_the_fast_form_otherwise_on_cpu():
     x = torch.zeros(1, 2, 1)
-    assert WaveRNN(1, 4).resolve_impl(x) == "fast"
+    assert WaveRNN(1, 4, cpp_ring.MAX_AUTO_CHANNELS).resolve_impl(x) == "cpp"
+    assert WaveRNN(1, 4, cpp_ring.MAX_AUTO_CHANNELS + 1).resolve_impl(x) == "fast"
+    assert WaveRNN(1, 4).to(torch.bfloat16).resolve_impl(x.bfloat16()) == "fast"
     assert IRNN(1, 4).resolve_impl(x) == "fast"
     assert LocalRNN(1, 4).resolve_impl(x) == "fast"
+
+
+def test_auto_falls_back_to_the_fast_form_when_the_extension_cannot_be_built(monkeypatch):
+    def no_compiler():
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(cpp_ring, "extension", no_compiler)
+    cpp_ring.available.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="C.. ring recurrence unavailable .no C.. compiler"):
+            assert WaveRNN(1, 4, 2).resolve_impl(torch.zeros(1, 2, 1)) == "fast"
+    finally:
+        cpp_ring.available.cache_clear()
+
+
+def test_cpp_form_refuses_what_it_cannot_run():
+    layer = WaveRNN(1, 4, 2).to(torch.bfloat16)
+    layer.impl = "cpp"
+    with pytest.raises(RuntimeError, match="impl='cpp' runs on float32/float64 CPU tensors"):
+        layer(torch.zeros(1, 2, 1, dtype=torch.bfloat16))
 
 
 def test_impl_names_are_checked():
@@ -131,6 +174,8 @@ def test_impl_names_are_checked():
         layer.impl = "fastest"
     with pytest.raises(ValueError, match="LocalRNN has no impl='triton'"):
         LocalRNN(1, 4).impl = "triton"
+    with pytest.raises(ValueError, match="LocalRNN has no impl='cpp'"):
+        LocalRNN(1, 4).impl = "cpp"
 
 
 def test_impl_is_not_part_of_the_state_dict():
@@ -197,8 +242,10 @@ def test_gpu_forms_equal_reference(impl, activation):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_fast_forms_refuse_double_backward_instead_of_returning_wrong_values():
+@pytest.mark.parametrize("impl", ["fast", "cpp"])
+def test_fast_forms_refuse_double_backward_instead_of_returning_wrong_values(impl):
     layer = WaveRNN(1, 5, 2)
+    set_impl(layer, impl)
     x = torch.randn(2, 3, 1, requires_grad=True)
     (grad,) = torch.autograd.grad(layer(x)[0].square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):

@@ -6,7 +6,7 @@ from .init import init_input_
 from .options import ACTIVATIONS, check_choice, check_positive, check_sequence, check_state
 from .recurrence import reference_recurrence
 
-IMPLS = ("auto", "reference", "fast", "triton")
+IMPLS = ("auto", "reference", "fast", "cpp", "triton")
 
 
 class SimpleRecurrence(nn.Module):
@@ -14,10 +14,10 @@ class SimpleRecurrence(nn.Module):
 
     Subclasses set `self.recurrent`, a module mapping (B, H) states to U h + b_U, and may offer
     a fast form of the same recurrence (`fast_recurrence`, listed in `fast_impls`). The attribute
-    `impl` picks the form: "auto" (default: "fast" where the layer has it, else "reference"),
-    "reference" (the per-step loop every fast form is tested against), "fast" (the hand-written
-    BPTT in eager PyTorch, any device) or "triton" (fused GPU kernels, WaveRNN only; opt-in
-    until it has been measured on a GPU).
+    `impl` picks the form: "auto" (default: see `resolve_impl`), "reference" (the per-step loop
+    every fast form is tested against), "fast" (the hand-written BPTT in eager PyTorch, any
+    device), "cpp" (the time loop as a compiled C++ extension, WaveRNN on the CPU) or "triton"
+    (fused GPU kernels, WaveRNN only; opt-in until it has been measured on a GPU).
     Hidden units form rings of `ring_size` consecutive units; the single input init feeds
     unit 0 of each ring.
     """
@@ -46,7 +46,7 @@ class SimpleRecurrence(nn.Module):
 
     @property
     def impl(self) -> str:
-        """Which form of the recurrence forward runs: auto, reference, fast or triton."""
+        """Which form of the recurrence forward runs: auto, reference, fast, cpp or triton."""
         return self._impl
 
     @impl.setter
@@ -57,7 +57,8 @@ class SimpleRecurrence(nn.Module):
         self._impl = value
 
     def resolve_impl(self, x: Tensor) -> str:
-        """The form forward runs for input x: `impl`, with "auto" resolved."""
+        """The form forward runs for input x: `impl`, with "auto" resolved ("fast" where the
+        layer has it, else "reference"; WaveRNN may pick "cpp")."""
         if self.impl != "auto":
             return self.impl
         return "fast" if "fast" in self.fast_impls else "reference"

@@ -3,6 +3,7 @@
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import cpp_ring
 from .base import SimpleRecurrence
 from .fast_ring import ring_recurrence
 from .init import init_ring_kernel_
@@ -68,7 +69,15 @@ class WaveRNN(RingRNN):
     """
 
     ring_class = RingConv
-    fast_impls = ("fast", "triton")
+    fast_impls = ("fast", "cpp", "triton")
+
+    def resolve_impl(self, x: Tensor) -> str:
+        """ "auto" picks the C++ loop on the CPU for few channels, where per-step framework
+        overhead dominates (measured: docs/performance.md), and where it builds; else "fast"."""
+        few_rings = self.n_ch <= cpp_ring.MAX_AUTO_CHANNELS
+        if self.impl == "auto" and few_rings and cpp_ring.supports(x) and cpp_ring.available():
+            return "cpp"
+        return super().resolve_impl(x)
 
     def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
         """The hand-written BPTT form, the ring bias folded into the input projection's bias."""
@@ -80,4 +89,8 @@ class WaveRNN(RingRNN):
             drive = F.linear(x, self.input.weight, bias)
             return triton_ring_recurrence(drive, h0, conv.weight, self.activation_name)
         taps = conv.weight.permute(2, 0, 1)
+        if impl == "cpp":
+            return cpp_ring.cpp_ring_recurrence(
+                x, h0, self.input.weight, bias, taps, self.activation_name
+            )
         return ring_recurrence(x, h0, self.input.weight, bias, taps, self.activation_name)
