@@ -11,6 +11,7 @@ learning curves and, via `wave-lightning analyze`, space-time plots of seed-0 ch
 import argparse
 import csv
 import json
+import math
 import shutil
 import statistics
 from collections.abc import Callable
@@ -85,6 +86,8 @@ def loss_cell(values: list[float]) -> str:
 
 def steps_cell(steps: list[int | None], max_steps: int) -> str:
     """Per-seed solve steps, 'not solved within N' for runs that never reached MSE <= 0.05."""
+    if not steps:
+        return "-"
     solved = [s for s in steps if s is not None]
     text = ", ".join(str(s) if s is not None else f"not in {max_steps}" for s in steps)
     if len(solved) == len(steps):
@@ -114,7 +117,16 @@ def copy_table(groups: dict[tuple, list[FrozenTrial]]) -> str:
             losses = [t.user_attrs["test/loss"] for t in groups.get((model, delay), [])]
             cells += [sci(theirs), loss_cell(losses) if losses else "-"]
         lines.append(table_row(cells))
+    guess = [sci(memoryless_loss(delay)) for delay in COPY_DELAYS]
+    lines.append(
+        table_row(["no memory (blanks, then a uniform guess)", *[c for g in guess for c in (g, g)]])
+    )
     return "\n".join(lines)
+
+
+def memoryless_loss(delay: int, symbols: int = 8, length: int = 10) -> float:
+    """Copy loss of a model that gets every blank right and guesses the recalled symbols."""
+    return length * math.log(symbols) / (delay + 2 * length)
 
 
 def adding_table(groups: dict[tuple, list[FrozenTrial]], sweep: Sweep) -> str:
@@ -162,8 +174,8 @@ def plot_curves(
 
 
 def best_checkpoint(sweep: Sweep, trial: FrozenTrial) -> Path:
-    """The run's best checkpoint (the one its test metrics come from)."""
-    found = sorted((run_dir(sweep, trial) / "checkpoints" / "best").glob("*.ckpt"))
+    """The run's best checkpoint, the monitored one beside last.ckpt (its test metrics' source)."""
+    found = sorted((run_dir(sweep, trial) / "checkpoints").glob("epoch=*.ckpt"))
     if not found:
         raise FileNotFoundError(f"no best checkpoint in {run_dir(sweep, trial)}")
     return found[-1]
@@ -184,6 +196,8 @@ def spacetime(sweep: Sweep, trial: FrozenTrial, out: Path, name: str) -> dict:
 def wall_time(study) -> dict:
     """Summed trial durations and the span from the first start to the last completion."""
     trials = complete(study)
+    if not trials:
+        return {"trials": 0, "sum_trial_s": 0, "span_s": 0}
     starts = [t.datetime_start for t in trials]
     ends = [t.datetime_complete for t in trials]
     seconds = sum((end - start).total_seconds() for start, end in zip(starts, ends, strict=True))

@@ -1,6 +1,7 @@
 """The helpers of scripts/reproduction_report.py that read runs and format the tables."""
 
 import importlib.util
+import math
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def test_cells_give_mean_std_range_and_unsolved_runs():
 
 def test_max_steps_is_the_last_trainer_override():
     sweep = report.load_sweep(ROOT / "sweeps/adding_table1_cpu.yaml")
-    assert report.max_steps(sweep) == 500
+    assert report.max_steps(sweep) == 300
 
 
 def test_paper_tables_cover_the_shipped_sweep_levels():
@@ -46,3 +47,7 @@ def test_paper_tables_cover_the_shipped_sweep_levels():
     models, lengths = (list(f.distribution.choices) for f in adding.factors)
     assert sorted(models) == sorted(report.PAPER_ADDING)
     assert sorted(lengths) == report.ADDING_LENGTHS
+
+
+def test_memoryless_copy_loss_is_the_uniform_guess_over_the_recalled_steps():
+    assert math.isclose(report.memoryless_loss(30), 10 * math.log(8) / 50)
