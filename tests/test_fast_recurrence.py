@@ -139,6 +139,26 @@ def test_fast_forms_keep_the_exact_shift_dynamics(layer_class, impl):
         assert torch.equal(rings[:, t], expected.expand(2, 3, 7))
 
 
+@pytest.mark.parametrize("impl", ["fast", "cpp"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_a_nan_input_propagates_as_in_the_reference(impl, activation):
+    def states_and_input_grad(form: str) -> list[torch.Tensor]:
+        layer = WaveRNN(1, 5, 2, activation=activation, input_init="normal")
+        layer.load_state_dict(reference.state_dict())
+        set_impl(layer, form)
+        x = torch.ones(2, 3, 1, requires_grad=True)
+        x.data[0, 1] = float("nan")
+        states = layer(x)[0]
+        states.sum().backward()
+        return [states.detach(), x.grad]
+
+    reference = WaveRNN(1, 5, 2, activation=activation, input_init="normal")
+    expected = states_and_input_grad("reference")
+    assert expected[0][0, 1:].isnan().all() and not expected[0][1].isnan().any()
+    for got, want in zip(states_and_input_grad(impl), expected, strict=True):
+        torch.testing.assert_close(got, want, equal_nan=True)
+
+
 def test_auto_picks_cpp_for_few_rings_and_the_fast_form_otherwise_on_cpu():
     x = torch.zeros(1, 2, 1)
     assert WaveRNN(1, 4, cpp_ring.MAX_AUTO_CHANNELS).resolve_impl(x) == "cpp"

@@ -42,15 +42,16 @@ struct Chunk {
 };
 
 // dst[:width] = f(dst[:width]): the activation, or the product with act'(deriv) backwards;
-// one loop per case so that each vectorizes.
+// one loop per case so that each vectorizes. NaN passes through as in torch's relu and
+// threshold_backward (a comparison with NaN is false).
 template <typename T>
 inline void finish(T* dst, const T* deriv, int64_t width, int act) {
   if (deriv && act == kRelu) {
-    for (int64_t j = 0; j < width; ++j) dst[j] = deriv[j] > T(0) ? dst[j] : T(0);
+    for (int64_t j = 0; j < width; ++j) dst[j] = deriv[j] <= T(0) ? T(0) : dst[j];
   } else if (deriv && act == kTanh) {
     for (int64_t j = 0; j < width; ++j) dst[j] *= T(1) - deriv[j] * deriv[j];
   } else if (!deriv && act == kRelu) {
-    for (int64_t j = 0; j < width; ++j) dst[j] = dst[j] > T(0) ? dst[j] : T(0);
+    for (int64_t j = 0; j < width; ++j) dst[j] = dst[j] < T(0) ? T(0) : dst[j];
   } else if (!deriv && act == kTanh) {
     for (int64_t j = 0; j < width; ++j) dst[j] = std::tanh(dst[j]);
   }
