@@ -129,19 +129,29 @@ def memoryless_loss(delay: int, symbols: int = 8, length: int = 10) -> float:
     return length * math.log(symbols) / (delay + 2 * length)
 
 
+def lengths(sweep: Sweep) -> list[int]:
+    """The sequence lengths (seq_len levels) an adding sweep trains, ascending."""
+    factor = next(f for f in sweep.factors if f.name.endswith("seq_len"))
+    return sorted(factor.distribution.choices)
+
+
 def adding_table(groups: dict[tuple, list[FrozenTrial]], sweep: Sweep) -> str:
     """Table 1: per model and T the paper's test MSE and solve step, then ours."""
-    header = ["model", "", *(f"T={t}" for t in ADDING_LENGTHS)]
+    columns = lengths(sweep)
+    header = ["model", "", *(f"T={t}" for t in columns)]
     lines = [table_row(header), table_row(["---"] * len(header))]
     limit = max_steps(sweep)
     for model, paper in PAPER_ADDING.items():
-        trials = [groups.get((model, t), []) for t in ADDING_LENGTHS]
+        theirs = {
+            key: [values[ADDING_LENGTHS.index(t)] for t in columns] for key, values in paper.items()
+        }
+        trials = [groups.get((model, t), []) for t in columns]
         mse = [loss_cell([t.user_attrs["test/mse"] for t in ts]) if ts else "-" for ts in trials]
         steps = [steps_cell([solved_step(run_dir(sweep, t)) for t in ts], limit) for ts in trials]
         lines += [
-            table_row([model, "test MSE, paper", *map(sci, paper["mse"])]),
+            table_row([model, "test MSE, paper", *map(sci, theirs["mse"])]),
             table_row([model, "test MSE, ours", *mse]),
-            table_row([model, "solved at, paper", *map(str, paper["solved"])]),
+            table_row([model, "solved at, paper", *map(str, theirs["solved"])]),
             table_row([model, "solved at, ours", *steps]),
         ]
     return "\n".join(lines)
@@ -233,37 +243,39 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copy", default="sweeps/copy_table4_cpu.yaml")
     parser.add_argument("--adding", default="sweeps/adding_table1_cpu.yaml")
+    parser.add_argument("--adding-long", default="sweeps/adding_t100_long_cpu.yaml")
     parser.add_argument("--out", default="docs/reproduction", type=Path)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     copy_sweep, copy_study, copy_groups = open_sweep(args.copy)
-    add_sweep, add_study, add_groups = open_sweep(args.adding)
     print("## Copy (Table 4): test loss, mean ± std over seeds (min–max)\n")
     print(copy_table(copy_groups), "\n")
-    print("## Adding (Table 1)\n")
-    print(adding_table(add_groups, add_sweep), "\n")
     rows = {"wrnn": "wRNN", "irnn": "iRNN", "irnn_sigma_v_init": "iRNN + Sigma + V-init"}
     plot_curves(copy_groups, copy_sweep, rows, COPY_DELAYS, "val/loss",
                 args.out / "copy_curves.png", lambda t: f"copy, T={t}")  # fmt: skip
-    plot_curves(add_groups, add_sweep, {"wrnn": "wRNN", "irnn": "iRNN"}, ADDING_LENGTHS, "val/mse",
-                args.out / "adding_curves.png", lambda t: f"adding, T={t}")  # fmt: skip
+    results = {"copy": summary(args.copy, copy_study, copy_groups, copy_sweep)}
+    models, opened = {"wrnn": "wRNN", "irnn": "iRNN"}, {"copy": (copy_sweep, copy_groups)}
+    for name, path in (("adding", args.adding), ("adding_long", args.adding_long)):
+        sweep, study, groups = open_sweep(path)
+        print(f"## Adding (Table 1): {path}, {max_steps(sweep)} steps\n")
+        print(adding_table(groups, sweep), "\n")
+        plot_curves(groups, sweep, models, lengths(sweep), "val/mse",
+                    args.out / f"{name}_curves.png", lambda t: f"adding, T={t}")  # fmt: skip
+        results[name] = summary(path, study, groups, sweep)
+        opened[name] = (sweep, groups)
     measures = {
         f"{model}_{task}": spacetime(sweep, groups[key][0], args.out, f"{task}_{model}")
-        for task, sweep, groups, key_of in (
-            ("copy", copy_sweep, copy_groups, lambda m: (m, 30)),
-            ("adding", add_sweep, add_groups, lambda m: (m, 100)),
+        for task, (sweep, groups), length in (
+            ("copy", opened["copy"], 30),
+            ("adding", opened["adding_long"], 100),
         )
         for model in ("wrnn", "irnn")
-        if (key := key_of(model)) in groups
+        if (key := (model, length)) in groups
     }
-    results = {
-        "copy": summary(args.copy, copy_study, copy_groups, copy_sweep),
-        "adding": summary(args.adding, add_study, add_groups, add_sweep),
-        "wave_measures": measures,
-    }
+    results["wave_measures"] = measures
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    for task in ("copy", "adding"):
-        print(f"{task} wall time: {results[task]['wall']}")
+    for name in ("copy", "adding", "adding_long"):
+        print(f"{name} wall time: {results[name]['wall']}")
     for name, values in measures.items():
         speed = values.get("speed")
         print(f"{name}: speed {speed if speed is None else round(speed, 3)}", end="; ")
