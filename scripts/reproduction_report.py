@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from optuna.trial import FrozenTrial  # noqa: E402
 
 from wave_lightning.analysis.cli import main as analyze  # noqa: E402
-from wave_lightning.sweep.report import ablation_groups, complete, table_row  # noqa: E402
+from wave_lightning.sweep.report import ablation_groups, complete, mean_std, table_row  # noqa: E402
 from wave_lightning.sweep.spec import Sweep, load_sweep  # noqa: E402
 from wave_lightning.sweep.storage import load_study, open_storage  # noqa: E402
 
@@ -70,10 +70,6 @@ def run_dir(sweep: Sweep, trial: FrozenTrial) -> Path:
     return sweep.root / trial.user_attrs["run_dir"]
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def sci(value: float) -> str:
     return f"{value:.1e}"
 
@@ -81,7 +77,7 @@ def sci(value: float) -> str:
 def loss_cell(values: list[float]) -> str:
     """Mean ± std over seeds and, as the spread matters on a log scale, the per-seed range."""
     mean, std = mean_std(values)
-    return f"{sci(mean)} ± {sci(std)} ({sci(min(values))}–{sci(max(values))})"
+    return f"{sci(mean)} ± {sci(std or 0.0)} ({sci(min(values))}–{sci(max(values))})"
 
 
 def steps_cell(steps: list[int | None], max_steps: int) -> str:

@@ -19,10 +19,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .fast_ring import batch_first
+
 SOURCE = Path(__file__).with_name("csrc") / "ring_cpu.cpp"
 ACTIVATION_CODES = {"relu": 0, "tanh": 1, "identity": 2}
 # "auto" uses this form up to this many channels: with more, the eager form's BLAS GEMMs win
-# (measured here: 1.6x faster than "fast" with 6 channels, 0.7-0.85x with 16 or 27).
+# (docs/performance.md: 2.4x faster than "fast" with 6 channels, 0.6-0.9x with 16 or 27).
 MAX_AUTO_CHANNELS = 8
 
 
@@ -101,8 +103,6 @@ def cpp_ring_recurrence(
             f"impl='cpp' runs on float32/float64 CPU tensors, got {x.dtype} on {x.device}; "
             "use impl='fast' or 'auto'"
         )
-    batch, steps, _ = x.shape
-    n_ch, hidden = taps.shape[-1], input_weight.shape[0]
-    h0 = h0.view(batch, n_ch, -1).permute(1, 2, 0).contiguous()
+    h0 = h0.view(x.shape[0], taps.shape[-1], -1).permute(1, 2, 0).contiguous()
     states = CppRingRecurrence.apply(x, h0, input_weight, drive_bias, taps.contiguous(), activation)
-    return states.view(steps, hidden, batch).permute(2, 0, 1)
+    return batch_first(states)

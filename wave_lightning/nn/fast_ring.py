@@ -208,10 +208,16 @@ def ring_recurrence(
     taps is (K, C, C) for the wRNN's tied kernel or (K, N, C, C) for untied (local) weights;
     h0 is (B, C N).
     """
-    batch, steps, _ = x.shape
-    n_ch, hidden = taps.shape[-1], input_weight.shape[0]
+    batch = x.shape[0]
+    n_ch = taps.shape[-1]
     ops = LocalTaps if taps.dim() == 4 else TiedTaps
     states = RingRecurrence.apply(
         x, h0.view(batch, n_ch, -1), input_weight, drive_bias, taps.contiguous(), activation, ops
     )
-    return states.view(steps, hidden, batch).permute(2, 0, 1)
+    return batch_first(states)
+
+
+def batch_first(states: Tensor) -> Tensor:
+    """Time-major states (T, C, N, B) as the layer's (B, T, C N) output, a view."""
+    steps, n_ch, n_hid, batch = states.shape
+    return states.view(steps, n_ch * n_hid, batch).permute(2, 0, 1)
