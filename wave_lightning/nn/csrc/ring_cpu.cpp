@@ -229,7 +229,7 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
   const int64_t T = states.size(0), C = states.size(1), N = states.size(2), B = states.size(3);
   const int64_t K = taps.size(0), I = x.size(2), H = C * N;
   auto adjoint = taps.flip(0).transpose(1, 2).contiguous();  // U^T read at mirrored shifts
-  auto xt = x.permute({1, 2, 0}).contiguous();                // (T, I, B)
+  auto xt = wanted[2] ? x.permute({1, 2, 0}).contiguous() : torch::Tensor();  // (T, I, B)
   auto vt = weight.t();
   auto later = at::empty({H, B}, states.options()), here = at::empty_like(later);
   auto grad_taps = at::zeros_like(taps);
