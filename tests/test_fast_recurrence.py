@@ -1,5 +1,6 @@
 """The fast recurrence forms equal the reference loop in outputs and in every gradient."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -24,7 +25,8 @@ def outputs_and_grads(layer, impl: str, x: torch.Tensor, h0: torch.Tensor | None
     """States, last state and the gradients of a fixed random loss w.r.t. x, h0, parameters."""
     set_impl(layer, impl)
     states, last = layer(x, h0)
-    weights = torch.randn(states.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    seeded = torch.Generator().manual_seed(1)
+    weights = torch.randn(states.shape, generator=seeded, dtype=torch.float64).to(x.dtype)
     loss = (states * weights).sum() + last.square().sum()
     wrt = (
         [x] + ([h0] if h0 is not None else []) + [p for p in layer.parameters() if p.requires_grad]
@@ -35,17 +37,21 @@ def outputs_and_grads(layer, impl: str, x: torch.Tensor, h0: torch.Tensor | None
 def assert_forms_agree(
     layer, batch: int, steps: int, give_h0: bool, dtype=torch.float64, tol=None, impl="fast"
 ):
+    """`impl` in `dtype` equals the reference computed in float64 (exact to round-off, so a
+    float32 check measures the form's own error, not the float32 reference's)."""
     torch.manual_seed(0)
-    layer = layer.to(dtype)
-    x = torch.randn(batch, steps, layer.input_size, dtype=dtype, requires_grad=True)
-    h0 = None
-    if give_h0:
-        h0 = torch.randn(batch, layer.hidden_size, dtype=dtype).relu().requires_grad_()
-    expected = outputs_and_grads(layer, "reference", x, h0)
-    actual = outputs_and_grads(layer, impl, x, h0)
+    x = torch.randn(batch, steps, layer.input_size, dtype=torch.float64)
+    h0 = torch.randn(batch, layer.hidden_size, dtype=torch.float64).relu() if give_h0 else None
+
+    def run(form: str, precision: torch.dtype) -> list[torch.Tensor]:
+        inputs = [t if t is None else t.detach().to(precision).requires_grad_() for t in (x, h0)]
+        return outputs_and_grads(copy.deepcopy(layer).to(precision), form, *inputs)
+
+    expected = run("reference", torch.float64)
+    actual = run(impl, dtype)
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected, strict=True):
-        torch.testing.assert_close(got, want, **(tol or {}))
+        torch.testing.assert_close(got.double(), want, **(tol or {}))
 
 
 # the CPU forms of each layer, beyond the reference
@@ -111,15 +117,20 @@ def test_dense_fast_form_equals_reference(init, activation, batch, give_h0):
 
 
 @pytest.mark.parametrize(
-    ("layer", "impl", "batch"),
+    ("make_layer", "impl", "batch"),
     [
-        (WaveRNN(2, 16, 4, recurrent_init="random"), "fast", 5),
-        (WaveRNN(2, 16, 4, recurrent_init="random"), "cpp", 75),
-        (LocalRNN(2, 9, 3, kernel_size=5, recurrent_init="random"), "fast", 5),
-        (IRNN(2, 24), "fast", 5),
+        (lambda: WaveRNN(2, 16, 4, recurrent_init="random"), "fast", 5),
+        (lambda: WaveRNN(2, 16, 4, recurrent_init="random"), "cpp", 75),
+        (lambda: LocalRNN(2, 9, 3, kernel_size=5, recurrent_init="random"), "fast", 5),
+        (lambda: IRNN(2, 24), "fast", 5),
     ],
+    ids=["wave-fast", "wave-cpp", "local-fast", "irnn-fast"],
 )
-def test_fast_forms_equal_reference_in_float32(layer, impl, batch):
+def test_fast_forms_equal_reference_in_float32(make_layer, impl, batch):
+    # a fixed init: float32 round-off over 40 steps depends on the weights, and with some random
+    # inits exceeds these bounds in whichever float32 form (even the reference) sums differently
+    torch.manual_seed(0)
+    layer = make_layer()
     tol = {"rtol": 1e-4, "atol": 1e-5}
     assert_forms_agree(
         layer, batch=batch, steps=40, give_h0=True, dtype=torch.float32, tol=tol, impl=impl
