@@ -137,6 +137,19 @@ def test_fast_forms_equal_reference_in_float32(make_layer, impl, batch):
     )
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cpp_form_equals_reference_for_every_split_of_the_batch_over_threads(threads):
+    # 13 rings: two blocks of output channels; batch 19: padded to 5 vectors of float64,
+    # cut into uneven slices, with whole chunks, single vectors and padding
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        layer = WaveRNN(3, 7, 13, kernel_size=5, recurrent_init="random", input_init="default")
+        assert_forms_agree(layer, batch=19, steps=9, give_h0=True, impl="cpp")
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize(("layer_class", "impl"), RING_FORMS, ids=RING_IDS)
 def test_fast_forms_keep_the_exact_shift_dynamics(layer_class, impl):
     layer = layer_class(1, 7, 3)

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -49,7 +50,11 @@ def extension():
         from torch.utils.cpp_extension import load
 
         name = f"wave_lightning_ring_cpu_{cpu_tag()}"
-        return load(name=name, sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native"])
+        # FMA contraction (off by default in ISO C++ mode) and OpenMP, without which ATen's
+        # parallel_for in the kernel would run on one thread
+        flags = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"]
+        sources = [str(SOURCE)]
+        return load(name=name, sources=sources, extra_cflags=flags, extra_ldflags=["-fopenmp"])
     finally:
         quiet.setLevel(level)
 
@@ -103,6 +108,12 @@ def cpp_ring_recurrence(
             f"impl='cpp' runs on float32/float64 CPU tensors, got {x.dtype} on {x.device}; "
             "use impl='fast' or 'auto'"
         )
-    h0 = h0.view(x.shape[0], taps.shape[-1], -1).permute(1, 2, 0).contiguous()
-    states = CppRingRecurrence.apply(x, h0, input_weight, drive_bias, taps.contiguous(), activation)
-    return batch_first(states)
+    batch = x.shape[0]
+    h0 = h0.view(batch, taps.shape[-1], -1).permute(1, 2, 0)  # (C, N, B)
+    extra = -batch % extension().batch_multiple(x)  # the kernel takes whole vectors of sequences
+    if extra:
+        x, h0 = F.pad(x, (0, 0, 0, 0, 0, extra)), F.pad(h0, (0, extra))
+    states = CppRingRecurrence.apply(
+        x, h0.contiguous(), input_weight, drive_bias, taps.contiguous(), activation
+    )
+    return batch_first(states[..., :batch] if extra else states)
