@@ -183,10 +183,11 @@ def test_a_nan_input_propagates_as_in_the_reference(impl, activation):
         torch.testing.assert_close(got, want, equal_nan=True)
 
 
-def test_auto_picks_cpp_for_few_rings_and_the_fast_form_otherwise_on_cpu():
+def test_auto_picks_cpp_for_the_wave_rnn_on_cpu_and_the_fast_form_otherwise():
     x = torch.zeros(1, 2, 1)
-    assert WaveRNN(1, 4, cpp_ring.MAX_AUTO_CHANNELS).resolve_impl(x) == "cpp"
-    assert WaveRNN(1, 4, cpp_ring.MAX_AUTO_CHANNELS + 1).resolve_impl(x) == "fast"
+    assert WaveRNN(1, 4, 1).resolve_impl(x) == "cpp"
+    assert WaveRNN(1, 4, 27).resolve_impl(x) == "cpp"
+    assert WaveRNN(1, 4).double().resolve_impl(x.double()) == "cpp"
     assert WaveRNN(1, 4).to(torch.bfloat16).resolve_impl(x.bfloat16()) == "fast"
     assert IRNN(1, 4).resolve_impl(x) == "fast"
     assert LocalRNN(1, 4).resolve_impl(x) == "fast"

@@ -1,9 +1,9 @@
 """The wRNN recurrence as a C++ CPU extension (csrc/ring_cpu.cpp), compiled on first use.
 
-The whole time loop runs in C++: a step of the circular convolution is one fused pass that
-sums the taps, adds the bias and applies the activation (or, backwards, its derivative) while a
-chunk of the batch sits in registers, so the per-step cost is arithmetic, not the fixed cost of
-a dozen framework calls. Compiled with `-O3 -march=native` by torch.utils.cpp_extension (needs
+The whole time loop runs in C++, one slice of the batch per thread: a step of the circular
+convolution is a register-blocked product that sums the taps, adds the bias and applies the
+activation (or, backwards, its derivative) while a block of channels x batch sits in registers,
+so the per-step cost is arithmetic, not the fixed cost of a dozen framework calls. Compiled with `-O3 -march=native` by torch.utils.cpp_extension (needs
 a C++ compiler and ninja), cached per CPU model; where it cannot be built, `available()` is
 False and "auto" falls back to the eager fast form.
 """
@@ -24,9 +24,6 @@ from .fast_ring import batch_first
 
 SOURCE = Path(__file__).with_name("csrc") / "ring_cpu.cpp"
 ACTIVATION_CODES = {"relu": 0, "tanh": 1, "identity": 2}
-# "auto" uses this form up to this many channels: with more, the eager form's BLAS GEMMs win
-# (docs/performance.md: 2.4x faster than "fast" with 6 channels, 0.6-0.9x with 16 or 27).
-MAX_AUTO_CHANNELS = 8
 
 
 def cpu_tag() -> str:

@@ -72,10 +72,9 @@ class WaveRNN(RingRNN):
     fast_impls = ("fast", "cpp", "triton")
 
     def resolve_impl(self, x: Tensor) -> str:
-        """ "auto" picks the C++ loop on the CPU for few channels, where per-step framework
-        overhead dominates (measured: docs/performance.md), and where it builds; else "fast"."""
-        few_rings = self.n_ch <= cpp_ring.MAX_AUTO_CHANNELS
-        if self.impl == "auto" and few_rings and cpp_ring.supports(x) and cpp_ring.available():
+        """ "auto" picks the C++ loop for float32/64 CPU inputs where it builds (the fastest CPU
+        form at every measured size: docs/performance.md), else "fast"."""
+        if self.impl == "auto" and cpp_ring.supports(x) and cpp_ring.available():
             return "cpp"
         return super().resolve_impl(x)
 

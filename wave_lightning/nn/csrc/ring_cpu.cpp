@@ -21,7 +21,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -31,7 +30,7 @@ enum Activation { kRelu = 0, kTanh = 1, kIdentity = 2 };
 
 constexpr int64_t kBytes = 32;    // one vector register (AVX here; GCC/Clang vector types)
 constexpr int kCB = 6, kNV = 2;   // step product: output channels x vectors in registers
-constexpr int kGC = 2, kGR = 6;   // tap gradient: output channels x input rows in registers
+constexpr int kGC = 4, kGR = 3;   // tap gradient: output channels x input rows in registers
 constexpr int64_t kTile = 16;    // ring positions per tile of the tap gradient
 
 template <typename T>
@@ -69,7 +68,8 @@ struct Rows {
 };
 
 // Where a block of output channels goes: out[c stride + b] = f(init or bias + the rows' sums),
-// f the activation (deriv null) or the product with act'(deriv[c stride + b]).
+// f the activation (deriv null; tanh excepted, see ring_forward) or the product with
+// act'(deriv[c stride + b]).
 template <typename T>
 struct Target {
   T* out;
@@ -130,10 +130,7 @@ inline void chunk(const Target<T>& o, const Rows<T>* terms, int nterms, int64_t 
       } else if (!o.deriv && o.act == kRelu) {
         y = y < zero ? zero : y;
       }
-      S::store(o.out + at, y);
-      if (!o.deriv && o.act == kTanh) {
-        for (int64_t j = 0; j < S::W; ++j) o.out[at + j] = std::tanh(o.out[at + j]);
-      }
+      S::store(o.out + at, y);  // forward tanh: applied to the whole step by the caller
     }
   }
 }
@@ -218,9 +215,6 @@ void tap_rows(typename Simd<T>::Vec* acc_mem, int64_t R, const T* dz, const T* h
     switch (std::min<int64_t>(kGR, R - r0)) {
 #define WL_TAP(GR) \
   tap_block<T, GC, GR>(acc_mem, R, dz, h, offs, c0, r0, n0, n1, NB, B, b0, b1); break
-      case 6: WL_TAP(6);
-      case 5: WL_TAP(5);
-      case 4: WL_TAP(4);
       case 3: WL_TAP(3);
       case 2: WL_TAP(2);
       default: WL_TAP(1);
@@ -237,45 +231,35 @@ void tap_grad(typename Simd<T>::Vec* acc_mem, const T* dz, const T* h, const int
   for (int64_t n0 = 0; n0 < N; n0 += kTile) {
     const int64_t n1 = std::min(N, n0 + kTile);
     for (int64_t c0 = 0; c0 < C; c0 += kGC) {
-      if (C - c0 >= 2) {
-        tap_rows<T, 2>(acc_mem, R, dz, h, offs, c0, n0, n1, N * B, B, b0, b1);
-      } else {
-        tap_rows<T, 1>(acc_mem, R, dz, h, offs, c0, n0, n1, N * B, B, b0, b1);
+      switch (std::min<int64_t>(kGC, C - c0)) {
+#define WL_TAP_ROWS(GC) tap_rows<T, GC>(acc_mem, R, dz, h, offs, c0, n0, n1, N * B, B, b0, b1); break
+        case 4: WL_TAP_ROWS(4);
+        case 3: WL_TAP_ROWS(3);
+        case 2: WL_TAP_ROWS(2);
+        default: WL_TAP_ROWS(1);
+#undef WL_TAP_ROWS
       }
     }
   }
 }
 
-// gv[row I + i] += dz[row, slice] . x[i, slice] and gb[row] += sum dz[row, slice], as vectors;
-// four rows at a time, so that four independent sums are in flight.
+// gb[row] += sum dz[row, slice] as vectors, four rows at a time (four independent sums).
 template <typename T>
-void input_grads(typename Simd<T>::Vec* gv, typename Simd<T>::Vec* gb, const T* dz, const T* x,
-                 int64_t H, int64_t I, int64_t B, int64_t b0, int64_t b1) {
+void bias_grad(typename Simd<T>::Vec* gb, const T* dz, int64_t H, int64_t B, int64_t b0,
+               int64_t b1) {
   using S = Simd<T>;
   constexpr int64_t kRows = 4;
-  auto rows = [&](auto count, int64_t row) {
-    constexpr int64_t M = decltype(count)::value;
-    const T* g = dz + row * B;
-    for (int64_t i = 0; gv && i < I; ++i) {
-      const T* xi = x + i * B;
-      typename S::Vec s[M] = {};
-      for (int64_t b = b0; b < b1; b += S::W) {
-        const typename S::Vec xv = S::load(xi + b);
-        for (int64_t m = 0; m < M; ++m) s[m] += S::load(g + m * B + b) * xv;
-      }
-      for (int64_t m = 0; m < M; ++m) gv[(row + m) * I + i] += s[m];
-    }
-    if (gb) {
-      typename S::Vec s[M] = {};
-      for (int64_t b = b0; b < b1; b += S::W) {
-        for (int64_t m = 0; m < M; ++m) s[m] += S::load(g + m * B + b);
-      }
-      for (int64_t m = 0; m < M; ++m) gb[row + m] += s[m];
-    }
-  };
   int64_t row = 0;
-  for (; row + kRows <= H; row += kRows) rows(std::integral_constant<int64_t, kRows>(), row);
-  for (; row < H; ++row) rows(std::integral_constant<int64_t, 1>(), row);
+  for (; row + kRows <= H; row += kRows) {
+    typename S::Vec s[kRows] = {};
+    for (int64_t b = b0; b < b1; b += S::W) {
+      for (int64_t m = 0; m < kRows; ++m) s[m] += S::load(dz + (row + m) * B + b);
+    }
+    for (int64_t m = 0; m < kRows; ++m) gb[row + m] += s[m];
+  }
+  for (; row < H; ++row) {
+    for (int64_t b = b0; b < b1; b += S::W) gb[row] += S::load(dz + row * B + b);
+  }
 }
 
 // offs[n R + k C + d] = d N B + ((n + k - p) mod N) B: the rows of the taps at position n.
@@ -364,6 +348,9 @@ torch::Tensor ring_forward(torch::Tensor x, torch::Tensor h0, torch::Tensor weig
               {prev, offs.data() + n * R, R, w, C, 1}};
           product<scalar_t>(o, terms, 2, C, b0, b1);
         }
+        // ATen's vectorized tanh, once per step (a scalar std::tanh per element cost more
+        // than the step's products)
+        if (act == kTanh) states[t].narrow(2, b0, b1 - b0).tanh_();
       }
     });
   });
@@ -387,7 +374,7 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
   auto grad_h0 = wanted[1] ? at::empty_like(h) : torch::Tensor();
   const auto bounds = slices(B, batch_multiple(x));
   const int64_t count = static_cast<int64_t>(bounds.size()) - 1;
-  // per slice, reduced below: the tap gradient [c, k C + d], V's [row, i] and the bias's
+  // per slice, summed below: the tap gradient [c, k C + d], V's [row, i] and the bias's
   auto grad_taps = at::zeros({count, C, R}, x.options());
   auto grad_v = at::zeros({count, H, I}, x.options()), grad_b = at::zeros({count, H}, x.options());
   const auto offs = ring_offsets(C, N, B, K), rows = strided(H, B);
@@ -395,10 +382,9 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
     using S = Simd<scalar_t>;
     const scalar_t* s = states.data_ptr<scalar_t>();
     const scalar_t* u = adjoint.data_ptr<scalar_t>();
-    const scalar_t *xs = xt.data_ptr<scalar_t>(), *vs = v.data_ptr<scalar_t>();
+    const scalar_t* vs = v.data_ptr<scalar_t>();
     for_slices(bounds, [&](int64_t slice, int64_t b0, int64_t b1) {
-      std::vector<typename S::Vec> acc_taps(wanted[4] ? C * R : 0), acc_v(wanted[2] ? H * I : 0);
-      std::vector<typename S::Vec> acc_b(wanted[3] ? H : 0);
+      std::vector<typename S::Vec> acc_taps(wanted[4] ? C * R : 0), acc_b(wanted[3] ? H : 0);
       torch::Tensor next_buffer = later.narrow(1, b0, b1 - b0), buffer = here.narrow(1, b0, b1 - b0);
       scalar_t *next = later.data_ptr<scalar_t>(), *dz = here.data_ptr<scalar_t>();
       for (int64_t t = T - 1; t >= 0; --t) {
@@ -421,10 +407,10 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
           const Rows<scalar_t> dz_rows{dz, rows.data(), H, vs, I, 1};
           product<scalar_t>(o, &dz_rows, 1, I, b0, b1);
         }
-        if (wanted[2] || wanted[3]) {
-          input_grads(wanted[2] ? acc_v.data() : nullptr, wanted[3] ? acc_b.data() : nullptr, dz,
-                      xs + t * I * B, H, I, B, b0, b1);
+        if (wanted[2]) {  // V's: (H x slice) @ (slice x I), BLAS on this thread
+          grad_v[slice].addmm_(buffer, xt[t].narrow(1, b0, b1 - b0).t());
         }
+        if (wanted[3]) bias_grad(acc_b.data(), dz, H, B, b0, b1);
         std::swap(next, dz);
         std::swap(next_buffer, buffer);
       }
@@ -440,7 +426,6 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
         for (size_t j = 0; j < acc.size(); ++j) out[j] = S::sum(acc[j]);
       };
       reduce(acc_taps, grad_taps[slice].data_ptr<scalar_t>());
-      reduce(acc_v, grad_v[slice].data_ptr<scalar_t>());
       reduce(acc_b, grad_b[slice].data_ptr<scalar_t>());
     });
   });
