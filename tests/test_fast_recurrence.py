@@ -206,6 +206,25 @@ def test_auto_falls_back_to_the_fast_form_when_the_extension_cannot_be_built(mon
         cpp_ring.available.cache_clear()
 
 
+def test_cpp_form_reuses_freed_states_memory_but_never_live_states():
+    layer = WaveRNN(1, 64, 8, recurrent_init="random")
+    set_impl(layer, "cpp")
+    x = torch.randn(256, 8, 1)  # states of 4 MiB; memory is kept in 2 MiB units
+    with torch.no_grad():
+        first = layer(x)[0]
+        kept = first.clone()
+        second = layer(x)[0]  # first is alive: fresh memory
+        assert second.data_ptr() != first.data_ptr()
+        assert torch.equal(first, kept) and torch.equal(second, kept)
+        address = second.data_ptr()
+        del second
+        assert layer(x)[0].data_ptr() == address  # freed memory of the same size is reused
+        assert layer(x[:128])[0].data_ptr() != address  # another size is not
+    cpp_ring.empty_cache()
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x)[0], kept)
+
+
 def test_cpp_form_refuses_what_it_cannot_run():
     layer = WaveRNN(1, 4, 2).to(torch.bfloat16)
     layer.impl = "cpp"

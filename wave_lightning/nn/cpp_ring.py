@@ -3,9 +3,10 @@
 The whole time loop runs in C++, one slice of the batch per thread: a step of the circular
 convolution is a register-blocked product that sums the taps, adds the bias and applies the
 activation (or, backwards, its derivative) while a block of channels x batch sits in registers,
-so the per-step cost is arithmetic, not the fixed cost of a dozen framework calls. Compiled with `-O3 -march=native` by torch.utils.cpp_extension (needs
-a C++ compiler and ninja), cached per CPU model; where it cannot be built, `available()` is
-False and "auto" falls back to the eager fast form.
+so the per-step cost is arithmetic, not the fixed cost of a dozen framework calls. Compiled
+with `-O3 -march=native` by torch.utils.cpp_extension (needs a C++ compiler and ninja), cached
+per CPU model; where it cannot be built, `available()` is False and "auto" falls back to the
+eager fast form.
 """
 
 import functools
@@ -66,6 +67,13 @@ def available() -> bool:
                       "eager fast form", stacklevel=2)  # fmt: skip
         return False
     return True
+
+
+def empty_cache() -> None:
+    """Free the memory the C++ form keeps for the next call's states (one block, the size of the
+    last states freed; like torch.cuda.empty_cache, for when the memory is wanted elsewhere)."""
+    if extension.cache_info().currsize:  # built and loaded: else nothing is kept
+        extension().empty_cache()
 
 
 def supports(x: Tensor) -> bool:
