@@ -34,7 +34,7 @@ enum Activation { kRelu = 0, kTanh = 1, kIdentity = 2 };
 constexpr int64_t kBytes = 32;    // one vector register (AVX here; GCC/Clang vector types)
 constexpr int kCB = 6, kNV = 2;   // step product: output channels x vectors in registers
 constexpr int kGC = 4, kGR = 3;   // tap gradient: output channels x input rows in registers
-constexpr int64_t kTile = 16;    // ring positions per tile of the tap gradient
+constexpr int64_t kTile = 4;     // ring positions per tile of the tap gradient
 
 template <typename T>
 struct Simd {
@@ -227,7 +227,7 @@ void tap_rows(typename Simd<T>::Vec* acc_mem, int64_t R, const T* dz, const T* h
 }
 
 // acc[c][k C + d] += sum_{n, b in slice} dz[c, n, b] h[d, n + k - p, b]: a step's tap gradient,
-// tiled over ring positions so that a tile of dz and h stays in cache for every block.
+// tiled over ring positions so that a tile of dz and h stays in L1 for every block.
 template <typename T>
 void tap_grad(typename Simd<T>::Vec* acc_mem, const T* dz, const T* h, const int64_t* offs,
               int64_t C, int64_t N, int64_t B, int64_t R, int64_t b0, int64_t b1) {
