@@ -55,7 +55,7 @@ def assert_forms_agree(
 
 
 # the CPU forms of each layer, beyond the reference
-RING_FORMS = [(WaveRNN, "fast"), (WaveRNN, "cpp"), (LocalRNN, "fast")]
+RING_FORMS = [(WaveRNN, "fast"), (WaveRNN, "cpp"), (LocalRNN, "fast"), (LocalRNN, "cpp")]
 RING_IDS = [f"{cls.__name__}-{impl}" for cls, impl in RING_FORMS]
 
 
@@ -122,9 +122,10 @@ def test_dense_fast_form_equals_reference(init, activation, batch, give_h0):
         (lambda: WaveRNN(2, 16, 4, recurrent_init="random"), "fast", 5),
         (lambda: WaveRNN(2, 16, 4, recurrent_init="random"), "cpp", 75),
         (lambda: LocalRNN(2, 9, 3, kernel_size=5, recurrent_init="random"), "fast", 5),
+        (lambda: LocalRNN(2, 9, 3, kernel_size=5, recurrent_init="random"), "cpp", 21),
         (lambda: IRNN(2, 24), "fast", 5),
     ],
-    ids=["wave-fast", "wave-cpp", "local-fast", "irnn-fast"],
+    ids=["wave-fast", "wave-cpp", "local-fast", "local-cpp", "irnn-fast"],
 )
 def test_fast_forms_equal_reference_in_float32(make_layer, impl, batch):
     # a fixed init: float32 round-off over 40 steps depends on the weights, and with some random
@@ -138,13 +139,14 @@ def test_fast_forms_equal_reference_in_float32(make_layer, impl, batch):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_cpp_form_equals_reference_for_every_split_of_the_batch_over_threads(threads):
+@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
+def test_cpp_form_equals_reference_for_every_split_of_the_batch_over_threads(layer_class, threads):
     # 13 rings: two blocks of output channels; batch 19: padded to 5 vectors of float64,
     # cut into uneven slices, with whole chunks, single vectors and padding
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        layer = WaveRNN(3, 7, 13, kernel_size=5, recurrent_init="random", input_init="default")
+        layer = layer_class(3, 7, 13, kernel_size=5, recurrent_init="random", input_init="default")
         assert_forms_agree(layer, batch=19, steps=9, give_h0=True, impl="cpp")
     finally:
         torch.set_num_threads(previous)
@@ -183,14 +185,15 @@ def test_a_nan_input_propagates_as_in_the_reference(impl, activation):
         torch.testing.assert_close(got, want, equal_nan=True)
 
 
-def test_auto_picks_cpp_for_the_wave_rnn_on_cpu_and_the_fast_form_otherwise():
+def test_auto_picks_cpp_for_the_ring_layers_on_cpu_and_the_fast_form_otherwise():
     x = torch.zeros(1, 2, 1)
     assert WaveRNN(1, 4, 1).resolve_impl(x) == "cpp"
     assert WaveRNN(1, 4, 27).resolve_impl(x) == "cpp"
     assert WaveRNN(1, 4).double().resolve_impl(x.double()) == "cpp"
     assert WaveRNN(1, 4).to(torch.bfloat16).resolve_impl(x.bfloat16()) == "fast"
     assert IRNN(1, 4).resolve_impl(x) == "fast"
-    assert LocalRNN(1, 4).resolve_impl(x) == "fast"
+    assert LocalRNN(1, 4).resolve_impl(x) == "cpp"
+    assert LocalRNN(1, 4).to(torch.bfloat16).resolve_impl(x.bfloat16()) == "fast"
 
 
 def test_auto_falls_back_to_the_fast_form_when_the_extension_cannot_be_built(monkeypatch):
@@ -238,8 +241,8 @@ def test_impl_names_are_checked():
         layer.impl = "fastest"
     with pytest.raises(ValueError, match="LocalRNN has no impl='triton'"):
         LocalRNN(1, 4).impl = "triton"
-    with pytest.raises(ValueError, match="LocalRNN has no impl='cpp'"):
-        LocalRNN(1, 4).impl = "cpp"
+    with pytest.raises(ValueError, match="IRNN has no impl='cpp'"):
+        IRNN(1, 4).impl = "cpp"
 
 
 def test_impl_is_not_part_of_the_state_dict():

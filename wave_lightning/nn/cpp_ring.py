@@ -13,6 +13,7 @@ import functools
 import hashlib
 import logging
 import platform
+import sys
 import warnings
 from pathlib import Path
 
@@ -49,10 +50,14 @@ def extension():
 
         name = f"wave_lightning_ring_cpu_{cpu_tag()}"
         # FMA contraction (off by default in ISO C++ mode) and OpenMP, without which ATen's
-        # parallel_for in the kernel would run on one thread
-        flags = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"]
-        sources = [str(SOURCE)]
-        return load(name=name, sources=sources, extra_cflags=flags, extra_ldflags=["-fopenmp"])
+        # parallel_for in the kernel runs on one thread; GCC's -fopenmp links the libgomp that
+        # torch has loaded. Elsewhere (e.g. Apple's clang, which refuses -fopenmp) the batch
+        # slices run one after the other.
+        openmp = (
+            ["-fopenmp"] if sys.platform == "linux" and torch.backends.openmp.is_available() else []
+        )
+        flags = ["-O3", "-march=native", "-ffp-contract=fast", *openmp]
+        return load(name=name, sources=[str(SOURCE)], extra_cflags=flags, extra_ldflags=openmp)
     finally:
         quiet.setLevel(level)
 
@@ -104,9 +109,10 @@ class CppRingRecurrence(torch.autograd.Function):
 def cpp_ring_recurrence(
     x: Tensor, h0: Tensor, input_weight: Tensor, drive_bias: Tensor, taps: Tensor, activation: str
 ) -> Tensor:
-    """States (B, T, C N) of the wRNN for x (B, T, I), h0 (B, C N), taps (K, C, C), on the CPU.
+    """States (B, T, C N) for x (B, T, I), h0 (B, C N), on the CPU: the wRNN's tied taps
+    (K, C, C) or LocalRNN's untied taps (K, N, C, C).
 
-    The same contract as fast_ring.ring_recurrence (tied taps only): drive_bias holds every bias.
+    The same contract as fast_ring.ring_recurrence: drive_bias holds every bias.
     """
     if not supports(x):
         raise RuntimeError(

@@ -60,6 +60,13 @@ class RingRNN(SimpleRecurrence):
         self.recurrent = self.ring_class(n_hid, n_ch, kernel_size, recurrent_init)
         self.recurrent.requires_grad_(not freeze_recurrent)
 
+    def resolve_impl(self, x: Tensor) -> str:
+        """ "auto" picks the C++ loop for float32/64 CPU inputs where it builds (the fastest CPU
+        form at every measured size: docs/performance.md), else "fast"."""
+        if self.impl == "auto" and cpp_ring.supports(x) and cpp_ring.available():
+            return "cpp"
+        return super().resolve_impl(x)
+
 
 class WaveRNN(RingRNN):
     """The wRNN: rings coupled by a circular convolution (weights tied along the ring).
@@ -70,13 +77,6 @@ class WaveRNN(RingRNN):
 
     ring_class = RingConv
     fast_impls = ("fast", "cpp", "triton")
-
-    def resolve_impl(self, x: Tensor) -> str:
-        """ "auto" picks the C++ loop for float32/64 CPU inputs where it builds (the fastest CPU
-        form at every measured size: docs/performance.md), else "fast"."""
-        if self.impl == "auto" and cpp_ring.supports(x) and cpp_ring.available():
-            return "cpp"
-        return super().resolve_impl(x)
 
     def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
         """The hand-written BPTT form, the ring bias folded into the input projection's bias."""

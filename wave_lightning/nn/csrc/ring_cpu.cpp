@@ -227,15 +227,18 @@ void tap_rows(typename Simd<T>::Vec* acc_mem, int64_t R, const T* dz, const T* h
 }
 
 // acc[c][k C + d] += sum_{n, b in slice} dz[c, n, b] h[d, n + k - p, b]: a step's tap gradient,
-// tiled over ring positions so that a tile of dz and h stays in L1 for every block.
+// tiled over ring positions so that a tile of dz and h stays in L1 for every block. Untied
+// taps (LocalRNN) have one gradient per position: acc[n][c][k C + d], no sum over n.
 template <typename T>
 void tap_grad(typename Simd<T>::Vec* acc_mem, const T* dz, const T* h, const int64_t* offs,
-              int64_t C, int64_t N, int64_t B, int64_t R, int64_t b0, int64_t b1) {
-  for (int64_t n0 = 0; n0 < N; n0 += kTile) {
-    const int64_t n1 = std::min(N, n0 + kTile);
+              int64_t C, int64_t N, int64_t B, int64_t R, bool untied, int64_t b0, int64_t b1) {
+  const int64_t tile = untied ? 1 : kTile;
+  for (int64_t n0 = 0; n0 < N; n0 += tile) {
+    const int64_t n1 = std::min(N, n0 + tile);
+    typename Simd<T>::Vec* acc = acc_mem + (untied ? n0 * C * R : 0);
     for (int64_t c0 = 0; c0 < C; c0 += kGC) {
       switch (std::min<int64_t>(kGC, C - c0)) {
-#define WL_TAP_ROWS(GC) tap_rows<T, GC>(acc_mem, R, dz, h, offs, c0, n0, n1, N * B, B, b0, b1); break
+#define WL_TAP_ROWS(GC) tap_rows<T, GC>(acc, R, dz, h, offs, c0, n0, n1, N * B, B, b0, b1); break
         case 4: WL_TAP_ROWS(4);
         case 3: WL_TAP_ROWS(3);
         case 2: WL_TAP_ROWS(2);
@@ -349,10 +352,29 @@ class StatesCache {
 torch::Tensor cached_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
   size_t bytes = options.dtype().itemsize();
   for (const int64_t size : sizes) bytes *= size;
-  bytes = (std::max<size_t>(bytes, 1) + StatesCache::kHuge - 1) / StatesCache::kHuge * StatesCache::kHuge;
+  constexpr size_t kUnit = StatesCache::kHuge;  // whole huge pages
+  bytes = (std::max<size_t>(bytes, 1) + kUnit - 1) / kUnit * kUnit;
   void* block = StatesCache::get().take(bytes);
   return at::from_blob(block, sizes, [bytes](void* p) { StatesCache::get().give(p, bytes); },
                        options);
+}
+
+// The taps as the step product reads them: U's tied (K, C, C) or untied (K, N, C, C) taps
+// [k][n][c][d], packed as [n][k][d][c] (input row k C + d, output channel c; tied: no n).
+torch::Tensor forward_taps(const torch::Tensor& taps) {
+  return taps.dim() == 4 ? taps.permute({1, 0, 3, 2}).contiguous()
+                         : taps.transpose(1, 2).contiguous();
+}
+
+// U^T's taps packed the same way, for rows of the gradient at the forward's offsets: output
+// position m, input row k C + c, output channel d holds U[K-1-k][m + k - p][c][d].
+torch::Tensor adjoint_taps(const torch::Tensor& taps) {
+  const auto flipped = taps.flip(0);
+  if (taps.dim() == 3) return flipped.contiguous();
+  const int64_t K = taps.size(0), pad = K / 2;
+  std::vector<torch::Tensor> shifted;
+  for (int64_t k = 0; k < K; ++k) shifted.push_back(flipped[k].roll(pad - k, 0));
+  return at::stack(shifted, 1).contiguous();  // (N, K, C, C)
 }
 
 void check_batch(int64_t B, int64_t W) {
@@ -369,11 +391,12 @@ int64_t batch_multiple(torch::Tensor x) { return kBytes / x.element_size(); }
 torch::Tensor ring_forward(torch::Tensor x, torch::Tensor h0, torch::Tensor weight,
                            torch::Tensor bias, torch::Tensor taps, int64_t act) {
   const int64_t B = x.size(0), T = x.size(1), I = x.size(2), K = taps.size(0);
-  const int64_t C = taps.size(1), N = h0.size(1), R = K * C, size = C * N * B;
+  const int64_t C = taps.size(-1), N = h0.size(1), R = K * C, size = C * N * B;
+  const int64_t per_position = taps.dim() == 4 ? R * C : 0;  // untied taps move with n
   check_batch(B, batch_multiple(x));
   auto xt = x.permute({1, 2, 0}).contiguous();  // (T, I, B): a step's inputs as rows
   auto v = weight.contiguous(), b = bias.contiguous(), h = h0.contiguous();
-  auto packed = taps.transpose(1, 2).contiguous();  // [k, d, c] = U[k, c, d]
+  auto packed = forward_taps(taps);
   auto states = cached_empty({T, C, N, B}, x.options());
   const auto offs = ring_offsets(C, N, B, K), x_offs = strided(I, B);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ring_forward", [&] {
@@ -389,7 +412,7 @@ torch::Tensor ring_forward(torch::Tensor x, torch::Tensor h0, torch::Tensor weig
                                    static_cast<int>(act)};
           const Rows<scalar_t> terms[2] = {
               {xs + t * I * B, x_offs.data(), I, vs + n * I, 1, N * I},
-              {prev, offs.data() + n * R, R, w, C, 1}};
+              {prev, offs.data() + n * R, R, w + n * per_position, C, 1}};
           product<scalar_t>(o, terms, 2, C, b0, b1);
         }
         // ATen's vectorized tanh, once per step (a scalar std::tanh per element cost more
@@ -409,8 +432,10 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
                                          std::vector<bool> wanted) {
   const int64_t T = states.size(0), C = states.size(1), N = states.size(2), B = states.size(3);
   const int64_t K = taps.size(0), I = x.size(2), H = C * N, R = K * C, size = H * B;
+  const bool untied = taps.dim() == 4;
+  const int64_t per_position = untied ? R * C : 0, positions = untied ? N : 1;
   check_batch(B, batch_multiple(x));
-  auto adjoint = taps.flip(0).contiguous();  // [k, c, d] = U[K-1-k, c, d]: U^T at mirrored rows
+  auto adjoint = adjoint_taps(taps);
   auto xt = x.permute({1, 2, 0}).contiguous();  // (T, I, B)
   auto v = weight.contiguous(), h = h0.contiguous();
   auto later = at::empty({H, B}, states.options()), here = at::empty_like(later);
@@ -419,7 +444,7 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
   const auto bounds = slices(B, batch_multiple(x));
   const int64_t count = static_cast<int64_t>(bounds.size()) - 1;
   // per slice, summed below: the tap gradient [c, k C + d], V's [row, i] and the bias's
-  auto grad_taps = at::zeros({count, C, R}, x.options());
+  auto grad_taps = at::zeros({count, positions, C, R}, x.options());
   auto grad_v = at::zeros({count, H, I}, x.options()), grad_b = at::zeros({count, H}, x.options());
   const auto offs = ring_offsets(C, N, B, K), rows = strided(H, B);
   AT_DISPATCH_FLOATING_TYPES(states.scalar_type(), "ring_backward", [&] {
@@ -428,8 +453,10 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
     const scalar_t* u = adjoint.data_ptr<scalar_t>();
     const scalar_t* vs = v.data_ptr<scalar_t>();
     for_slices(bounds, [&](int64_t slice, int64_t b0, int64_t b1) {
-      std::vector<typename S::Vec> acc_taps(wanted[4] ? C * R : 0), acc_b(wanted[3] ? H : 0);
-      torch::Tensor next_buffer = later.narrow(1, b0, b1 - b0), buffer = here.narrow(1, b0, b1 - b0);
+      std::vector<typename S::Vec> acc_taps(wanted[4] ? positions * C * R : 0);
+      std::vector<typename S::Vec> acc_b(wanted[3] ? H : 0);
+      torch::Tensor next_buffer = later.narrow(1, b0, b1 - b0);
+      torch::Tensor buffer = here.narrow(1, b0, b1 - b0);
       scalar_t *next = later.data_ptr<scalar_t>(), *dz = here.data_ptr<scalar_t>();
       for (int64_t t = T - 1; t >= 0; --t) {
         // g_t's slice, any strides (a (B, T, H) gradient arrives transposed): ATen's copy
@@ -438,12 +465,12 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
           const int64_t at = n * B;
           const Target<scalar_t> o{dz + at, N * B, dz + at, nullptr, 0, s + t * size + at,
                                    static_cast<int>(act)};
-          const Rows<scalar_t> ring{next, offs.data() + n * R, R, u, C, 1};
+          const Rows<scalar_t> ring{next, offs.data() + n * R, R, u + n * per_position, C, 1};
           product<scalar_t>(o, &ring, t + 1 < T ? 1 : 0, C, b0, b1);
         }
         if (wanted[4]) {
           const scalar_t* prev = t ? s + (t - 1) * size : h.data_ptr<scalar_t>();
-          tap_grad(acc_taps.data(), dz, prev, offs.data(), C, N, B, R, b0, b1);
+          tap_grad(acc_taps.data(), dz, prev, offs.data(), C, N, B, R, untied, b0, b1);
         }
         if (wanted[0]) {  // grad x_t[i, :] = sum_row V[row, i] dz[row, :]
           const Target<scalar_t> o{grad_xt.data_ptr<scalar_t>() + t * I * B, B, nullptr,
@@ -462,7 +489,7 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
         for (int64_t n = 0; n < N; ++n) {
           const Target<scalar_t> o{grad_h0.data_ptr<scalar_t>() + n * B, N * B, nullptr, nullptr,
                                    0, nullptr, kIdentity};
-          const Rows<scalar_t> ring{next, offs.data() + n * R, R, u, C, 1};
+          const Rows<scalar_t> ring{next, offs.data() + n * R, R, u + n * per_position, C, 1};
           product<scalar_t>(o, &ring, 1, C, b0, b1);
         }
       }
@@ -478,7 +505,11 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
       grad_h0,
       wanted[2] ? grad_v.sum(0) : torch::Tensor(),
       wanted[3] ? grad_b.sum(0) : torch::Tensor(),
-      wanted[4] ? grad_taps.sum(0).view({C, K, C}).permute({1, 0, 2}).contiguous()
+      wanted[4] ? grad_taps.sum(0)
+                      .view({positions, C, K, C})
+                      .permute({2, 0, 1, 3})
+                      .reshape(taps.sizes())
+                      .contiguous()
                 : torch::Tensor(),
   };
 }
