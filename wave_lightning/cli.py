@@ -4,6 +4,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
@@ -148,4 +149,15 @@ def main(args: list[str] | None = None) -> None:
     if argv and argv[0] in COMMANDS:
         importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
         return
-    WaveCLI(args=args)
+    try:
+        WaveCLI(args=args)
+    finally:
+        release_process_group()
+
+
+def release_process_group() -> None:
+    """Destroy a DDP process group before the interpreter exits: Lightning leaves it, and gloo's
+    worker threads then sometimes abort the process at exit ("terminate called without an active
+    exception", seen in tests/test_distributed.py), failing a finished run."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
