@@ -1,4 +1,5 @@
-// The wRNN recurrence on the CPU, forward and hand-written BPTT, the whole time loop in C++.
+// The wRNN (tied taps) and LocalRNN (untied taps) recurrence on the CPU, forward and
+// hand-written BPTT, the whole time loop in C++.
 //
 // Layout as in fast_ring.py: states (T, C, N, B), batch innermost, B a multiple of the vector
 // width (the caller pads). The batch is cut into one slice per thread, and each thread runs the
@@ -10,21 +11,24 @@
 // (and, forwards, the bias and the input projection V x_t) are added, one broadcast weight and
 // one load per row; the activation (or, backwards, the product with its derivative) is applied
 // before one store. The backward keeps dz in two rolling step buffers and takes each gradient's
-// share of a step while it is in cache: the taps' by the same kind of blocked product over the
-// ring positions and the batch, x's by the product with V^T, V's and the bias's by dot products.
+// share of a step while it is in cache: the taps' by blocked vector sums over tiles of ring
+// positions, x's by the product with V^T, V's by one BLAS call, the bias's by vector sums.
+// The states' memory is kept for the next call of the same size (StatesCache).
 
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 
+#if __has_include(<sys/mman.h>)
 #include <sys/mman.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <utility>
-#include <cstring>
 #include <vector>
 
 namespace {
@@ -34,7 +38,7 @@ enum Activation { kRelu = 0, kTanh = 1, kIdentity = 2 };
 constexpr int64_t kBytes = 32;    // one vector register (AVX here; GCC/Clang vector types)
 constexpr int kCB = 6, kNV = 2;   // step product: output channels x vectors in registers
 constexpr int kGC = 4, kGR = 3;   // tap gradient: output channels x input rows in registers
-constexpr int64_t kTile = 4;     // ring positions per tile of the tap gradient
+constexpr int64_t kTile = 4;      // ring positions per tile of the tap gradient
 
 template <typename T>
 struct Simd {
