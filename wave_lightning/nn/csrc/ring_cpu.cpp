@@ -440,14 +440,15 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
   const int64_t per_position = untied ? R * C : 0, positions = untied ? N : 1;
   check_batch(B, batch_multiple(x));
   auto adjoint = adjoint_taps(taps);
-  auto xt = x.permute({1, 2, 0}).contiguous();  // (T, I, B)
+  auto xt = wanted[2] ? x.permute({1, 2, 0}).contiguous() : torch::Tensor();  // (T, I, B)
   auto v = weight.contiguous(), h = h0.contiguous();
   auto later = at::empty({H, B}, states.options()), here = at::empty_like(later);
   auto grad_xt = wanted[0] ? at::empty({T, I, B}, x.options()) : torch::Tensor();
   auto grad_h0 = wanted[1] ? at::empty_like(h) : torch::Tensor();
   const auto bounds = slices(B, batch_multiple(x));
   const int64_t count = static_cast<int64_t>(bounds.size()) - 1;
-  // per slice, summed below: the tap gradient [c, k C + d], V's [row, i] and the bias's
+  // per slice, summed below: the tap gradient [n][c][k C + d] (tied: one n), V's [row, i] and
+  // the bias's
   auto grad_taps = at::zeros({count, positions, C, R}, x.options());
   auto grad_v = at::zeros({count, H, I}, x.options()), grad_b = at::zeros({count, H}, x.options());
   const auto offs = ring_offsets(C, N, B, K), rows = strided(H, B);
