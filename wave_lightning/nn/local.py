@@ -4,8 +4,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import cpp_ring
-from .fast_ring import ring_recurrence
 from .init import init_ring_kernel_
 from .wave import RingRNN
 
@@ -38,9 +36,8 @@ class LocalRNN(RingRNN):
     ring_class = LocalRingConv
     fast_impls = ("fast", "cpp")
 
-    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
-        """The hand-written BPTT form, the local bias folded into the input projection's bias."""
-        bias = self.input.bias + self.recurrent.bias.flatten()
-        taps = self.recurrent.weight.permute(2, 3, 0, 1)  # (K, N, C_out, C_in)
-        form = cpp_ring.cpp_ring_recurrence if impl == "cpp" else ring_recurrence
-        return form(x, h0, self.input.weight, bias, taps, self.activation_name)
+    def drive_bias(self) -> Tensor:
+        return self.input.bias + self.recurrent.bias.flatten()
+
+    def taps(self) -> Tensor:
+        return self.recurrent.weight.permute(2, 3, 0, 1)  # (K, N, C_out, C_in)

@@ -67,6 +67,19 @@ class RingRNN(SimpleRecurrence):
             return "cpp"
         return super().resolve_impl(x)
 
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
+        """The hand-written BPTT form `impl` ("cpp" or "fast") of the ring recurrence."""
+        form = cpp_ring.cpp_ring_recurrence if impl == "cpp" else ring_recurrence
+        return form(x, h0, self.input.weight, self.drive_bias(), self.taps(), self.activation_name)
+
+    def drive_bias(self) -> Tensor:
+        """The input projection's bias plus every unit's ring bias, (C N,): one bias per step."""
+        raise NotImplementedError
+
+    def taps(self) -> Tensor:
+        """The ring weights as the fast forms take them: (K, C, C) tied or (K, N, C, C) untied."""
+        raise NotImplementedError
+
 
 class WaveRNN(RingRNN):
     """The wRNN: rings coupled by a circular convolution (weights tied along the ring).
@@ -79,17 +92,16 @@ class WaveRNN(RingRNN):
     fast_impls = ("fast", "cpp", "triton")
 
     def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
-        """The hand-written BPTT form, the ring bias folded into the input projection's bias."""
-        conv = self.recurrent.conv
-        bias = self.input.bias + conv.bias.repeat_interleave(self.n_hid)
-        if impl == "triton":
-            from .triton_ring import triton_ring_recurrence  # Triton loads only when asked for
+        """The ring's fast forms, plus the fused Triton kernels (impl="triton")."""
+        if impl != "triton":
+            return super().fast_recurrence(x, h0, impl)
+        from .triton_ring import triton_ring_recurrence  # Triton loads only when asked for
 
-            drive = F.linear(x, self.input.weight, bias)
-            return triton_ring_recurrence(drive, h0, conv.weight, self.activation_name)
-        taps = conv.weight.permute(2, 0, 1)
-        if impl == "cpp":
-            return cpp_ring.cpp_ring_recurrence(
-                x, h0, self.input.weight, bias, taps, self.activation_name
-            )
-        return ring_recurrence(x, h0, self.input.weight, bias, taps, self.activation_name)
+        drive = F.linear(x, self.input.weight, self.drive_bias())
+        return triton_ring_recurrence(drive, h0, self.recurrent.conv.weight, self.activation_name)
+
+    def drive_bias(self) -> Tensor:
+        return self.input.bias + self.recurrent.conv.bias.repeat_interleave(self.n_hid)
+
+    def taps(self) -> Tensor:
+        return self.recurrent.conv.weight.permute(2, 0, 1)
