@@ -1,4 +1,5 @@
-"""The wRNN recurrence as a C++ CPU extension (csrc/ring_cpu.cpp), compiled on first use.
+"""The ring recurrences (WaveRNN's tied and LocalRNN's untied taps) as a C++ CPU extension
+(csrc/ring_cpu.cpp), compiled on first use.
 
 The whole time loop runs in C++, one slice of the batch per thread: a step of the circular
 convolution is a register-blocked product that sums the taps, adds the bias and applies the
