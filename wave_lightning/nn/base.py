@@ -16,8 +16,10 @@ class SimpleRecurrence(nn.Module):
     a fast form of the same recurrence (`fast_recurrence`, listed in `fast_impls`). The attribute
     `impl` picks the form: "auto" (default: see `resolve_impl`), "reference" (the per-step loop
     every fast form is tested against), "fast" (the hand-written BPTT in eager PyTorch, any
-    device), "cpp" (the time loop as a compiled C++ extension, WaveRNN on the CPU) or "triton"
-    (fused GPU kernels, WaveRNN only; opt-in until it has been measured on a GPU).
+    device), "cpp" (the time loop as a compiled C++ extension, ring layers on the CPU) or
+    "triton" (fused GPU kernels, WaveRNN only; opt-in until it has been measured on a GPU).
+    `impl` is a constructor argument (so a config can set it) but no part of the state dict: a
+    checkpoint written under one form loads under any other.
     Hidden units form rings of `ring_size` consecutive units; the single input init feeds
     unit 0 of each ring.
     """
@@ -33,6 +35,7 @@ class SimpleRecurrence(nn.Module):
         input_init: str,
         activation: str,
         freeze_input: bool,
+        impl: str = "auto",
     ) -> None:
         super().__init__()
         self.input_size = check_positive("input_size", input_size)
@@ -42,7 +45,7 @@ class SimpleRecurrence(nn.Module):
         self.input = nn.Linear(input_size, hidden_size)
         init_input_(self.input, input_init, ring_size)
         self.input.requires_grad_(not freeze_input)
-        self.impl = "auto"
+        self.impl = impl
 
     @property
     def impl(self) -> str:
@@ -72,14 +75,14 @@ class SimpleRecurrence(nn.Module):
         impl = self.resolve_impl(x)
         if impl == "reference":
             output = self.recurrence(self.input(x), h0)
-        else:
-            output = self.fast_recurrence(x, h0, impl)
-        return output, output[:, -1]
+            return output, output[:, -1]
+        return self.fast_recurrence(x, h0, impl)
 
     def recurrence(self, drive: Tensor, h0: Tensor) -> Tensor:
         """States for a precomputed input drive (B, T, H); the reference form."""
         return reference_recurrence(drive, h0, self.recurrent, self.activation)
 
-    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
-        """States (B, T, H) for inputs x by the fast form `impl` (one of `fast_impls`)."""
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> tuple[Tensor, Tensor]:
+        """States (B, T, H) and the last state (B, H), a tensor of its own (so that a loss on
+        it alone sends no full-size gradient), for inputs x by the fast form `impl`."""
         raise NotImplementedError(f"{type(self).__name__} has no fast form")

@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -428,9 +429,11 @@ torch::Tensor ring_forward(torch::Tensor x, torch::Tensor h0, torch::Tensor weig
   return states;
 }
 
-// Gradients of x, h0 (C, N, B), V, bias and taps for grad_states (T, C, N, B); undefined
-// tensors for those not wanted.
-std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tensor x,
+// Gradients of x, h0 (C, N, B), V, bias and taps for grad_states (T, C, N, B) and grad_last
+// (B, C N), the last state's (either may be None: not used by the loss); undefined tensors for
+// those not wanted.
+std::vector<torch::Tensor> ring_backward(std::optional<torch::Tensor> grad_states,
+                                         std::optional<torch::Tensor> grad_last, torch::Tensor x,
                                          torch::Tensor h0, torch::Tensor weight,
                                          torch::Tensor states, torch::Tensor taps, int64_t act,
                                          std::vector<bool> wanted) {
@@ -443,6 +446,7 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
   auto xt = wanted[2] ? x.permute({1, 2, 0}).contiguous() : torch::Tensor();  // (T, I, B)
   auto v = weight.contiguous(), h = h0.contiguous();
   auto later = at::empty({H, B}, states.options()), here = at::empty_like(later);
+  auto last = grad_last ? grad_last->t() : torch::Tensor();  // (H, B)
   auto grad_xt = wanted[0] ? at::empty({T, I, B}, x.options()) : torch::Tensor();
   auto grad_h0 = wanted[1] ? at::empty_like(h) : torch::Tensor();
   const auto bounds = slices(B, batch_multiple(x));
@@ -464,12 +468,19 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
       torch::Tensor buffer = here.narrow(1, b0, b1 - b0);
       scalar_t *next = later.data_ptr<scalar_t>(), *dz = here.data_ptr<scalar_t>();
       for (int64_t t = T - 1; t >= 0; --t) {
-        // g_t's slice, any strides (a (B, T, H) gradient arrives transposed): ATen's copy
-        buffer.copy_(grad_states[t].reshape({H, B}).narrow(1, b0, b1 - b0));
+        // g_t's slice, any strides (a (B, T, H) gradient arrives transposed): ATen's copy;
+        // with no gradient of the states (a last-state loss) g_t is zero but at the last step
+        const bool at_last = last.defined() && t == T - 1, given = grad_states || at_last;
+        if (grad_states) {
+          buffer.copy_((*grad_states)[t].reshape({H, B}).narrow(1, b0, b1 - b0));
+          if (at_last) buffer.add_(last.narrow(1, b0, b1 - b0));
+        } else if (at_last) {
+          buffer.copy_(last.narrow(1, b0, b1 - b0));
+        }
         for (int64_t n = 0; n < N; ++n) {  // dz_t = (g_t + U^T dz_{t+1}) act'(h_t)
           const int64_t at = n * B;
-          const Target<scalar_t> o{dz + at, N * B, dz + at, nullptr, 0, s + t * size + at,
-                                   static_cast<int>(act)};
+          const Target<scalar_t> o{dz + at, N * B, given ? dz + at : nullptr, nullptr, 0,
+                                   s + t * size + at, static_cast<int>(act)};
           const Rows<scalar_t> ring{next, offs.data() + n * R, R, u + n * per_position, C, 1};
           product<scalar_t>(o, &ring, t + 1 < T ? 1 : 0, C, b0, b1);
         }
