@@ -68,15 +68,27 @@ class SimpleRecurrence(nn.Module):
 
     def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x: (B, T, input_size) -> (states (B, T, hidden_size), last state (B, hidden_size))."""
-        check_sequence(x, self.input_size)
-        if h0 is None:
-            h0 = x.new_zeros(x.shape[0], self.hidden_size)
-        check_state(h0, x.shape[0], self.hidden_size)
+        h0 = self.initial_state(x, h0)
         impl = self.resolve_impl(x)
         if impl == "reference":
             output = self.recurrence(self.input(x), h0)
             return output, output[:, -1]
         return self.fast_recurrence(x, h0, impl)
+
+    def initial_state(self, x: Tensor, h0: Tensor | None) -> Tensor:
+        """h0, zeros if None, once x and h0 are checked (a clear error for a wrong shape)."""
+        check_sequence(x, self.input_size)
+        if h0 is None:
+            h0 = x.new_zeros(x.shape[0], self.hidden_size)
+        check_state(h0, x.shape[0], self.hidden_size)
+        return h0
+
+    def read_every_step(
+        self, x: Tensor, readout: nn.Linear, h0: Tensor | None = None
+    ) -> Tensor | None:
+        """readout(h_t) of every step as (T, out, B), fused into the recurrence by the forms
+        that can (the C++ one), or None: then the caller reads the states."""
+        return None
 
     def recurrence(self, drive: Tensor, h0: Tensor) -> Tensor:
         """States for a precomputed input drive (B, T, H); the reference form."""

@@ -115,35 +115,43 @@ def supports(x: Tensor) -> bool:
 
 
 class CppRingRecurrence(torch.autograd.Function):
-    """states (T, C, N, B) = act(U h_{t-1} + V x_t + bias) by the C++ loop, and the last state
-    (B, C N) as its own output (so a last-state loss sends no full-size gradient); see
-    ring_cpu.cpp."""
+    """states (T, C, N, B) = act(U h_{t-1} + V x_t + bias) by the C++ loop, the last state
+    (B, C N) as its own output (so a last-state loss sends no full-size gradient) and, with
+    read_w (O, C N) and read_b (O,), the readout of every step (T, O, B) fused into the loop
+    (else an empty tensor); see ring_cpu.cpp."""
 
     @staticmethod
-    def forward(ctx, x, h0, weight, bias, taps, activation: str) -> tuple[Tensor, Tensor]:
+    def forward(ctx, x, h0, weight, bias, taps, read_w, read_b, activation: str):
         code = ACTIVATION_CODES[activation]
-        states = extension().forward(x, h0, weight, bias, taps, code)
-        ctx.save_for_backward(x, h0, weight, states, taps)
+        states, read = extension().forward(x, h0, weight, bias, taps, code, read_w, read_b)
+        ctx.save_for_backward(x, h0, weight, states, taps, read_w)
         ctx.code = code
         ctx.set_materialize_grads(False)
-        return states, last_state(states)
+        return states, last_state(states), x.new_empty(0) if read is None else read
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_states: Tensor | None, grad_last: Tensor | None):
-        x, h0, weight, states, taps = ctx.saved_tensors
-        wanted = list(ctx.needs_input_grad[:5])
+    def backward(ctx, grad_states, grad_last, grad_read):
+        x, h0, weight, states, taps, read_w = ctx.saved_tensors
+        wanted = list(ctx.needs_input_grad[:7])
         grads = extension().backward(
-            grad_states, grad_last, x, h0, weight, states, taps, ctx.code, wanted
+            grad_states, grad_last, grad_read, read_w, x, h0, weight, states, taps, ctx.code, wanted
         )
         return (*grads, None)
 
 
 def cpp_ring_recurrence(
-    x: Tensor, h0: Tensor, input_weight: Tensor, drive_bias: Tensor, taps: Tensor, activation: str
-) -> tuple[Tensor, Tensor]:
-    """States (B, T, C N) and the last state (B, C N) for x (B, T, I), h0 (B, C N), on the CPU:
-    the wRNN's tied taps (K, C, C) or LocalRNN's untied taps (K, N, C, C).
+    x: Tensor,
+    h0: Tensor,
+    input_weight: Tensor,
+    drive_bias: Tensor,
+    taps: Tensor,
+    activation: str,
+    readout: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """States (B, T, C N), the last state (B, C N) and, for readout = (W (O, C N), b (O,)), the
+    readout W h_t + b of every step as (T, O, B) (else None), for x (B, T, I), h0 (B, C N), on
+    the CPU: the wRNN's tied taps (K, C, C) or LocalRNN's untied taps (K, N, C, C).
 
     The same contract as fast_ring.ring_recurrence: drive_bias holds every bias.
     """
@@ -157,9 +165,10 @@ def cpp_ring_recurrence(
     extra = -batch % extension().batch_multiple(x)  # the kernel takes whole vectors of sequences
     if extra:
         x, h0 = F.pad(x, (0, 0, 0, 0, 0, extra)), F.pad(h0, (0, extra))
-    states, last = CppRingRecurrence.apply(
-        x, h0.contiguous(), input_weight, drive_bias, taps.contiguous(), activation
+    read_w, read_b = readout if readout is not None else (None, None)
+    states, last, read = CppRingRecurrence.apply(
+        x, h0.contiguous(), input_weight, drive_bias, taps.contiguous(), read_w, read_b, activation
     )
     if extra:
-        states, last = states[..., :batch], last[:batch]
-    return batch_first(states), last
+        states, last, read = states[..., :batch], last[:batch], read[..., :batch]
+    return batch_first(states), last, read if readout is not None else None

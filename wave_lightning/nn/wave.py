@@ -72,8 +72,19 @@ class RingRNN(SimpleRecurrence):
 
     def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> tuple[Tensor, Tensor]:
         """The hand-written BPTT form `impl` ("cpp" or "fast") of the ring recurrence."""
-        form = cpp_ring.cpp_ring_recurrence if impl == "cpp" else ring_recurrence
-        return form(x, h0, self.input.weight, self.drive_bias(), self.taps(), self.activation_name)
+        args = (x, h0, self.input.weight, self.drive_bias(), self.taps(), self.activation_name)
+        return cpp_ring.cpp_ring_recurrence(*args)[:2] if impl == "cpp" else ring_recurrence(*args)
+
+    def read_every_step(
+        self, x: Tensor, readout: nn.Linear, h0: Tensor | None = None
+    ) -> Tensor | None:
+        """The C++ form reads every step inside its loop (forwards W h_t, backwards W^T dy_t
+        into dz_t), so the states' gradient is never built; other forms return None."""
+        h0 = self.initial_state(x, h0)
+        if self.resolve_impl(x) != "cpp":
+            return None
+        args = (x, h0, self.input.weight, self.drive_bias(), self.taps(), self.activation_name)
+        return cpp_ring.cpp_ring_recurrence(*args, readout=(readout.weight, readout.bias))[2]
 
     def drive_bias(self) -> Tensor:
         """The input projection's bias plus every unit's ring bias, (C N,): one bias per step."""
