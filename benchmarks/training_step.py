@@ -8,7 +8,7 @@ Conv1d of h, ReLU; same weights), LocalRNN's and IRNN's forms, and torch's GRU /
 paper's Table 2 size (256 units). The forms alternate within each repeat (A B C A B C ...),
 so that machine noise hits them alike; the table gives medians, the ratio to the reference
 wRNN and to the faster of the reference and the authors' form, the useful GFLOP/s against the
-2048^3 matmul rate measured in the same run, and the peak memory of one step (resident-set
+rate of a 2048^3 matmul timed in the same rounds, and the peak memory of one step (resident-set
 growth, one spawned process per shape, where the states take at most --peak-max-gib). Rerun:
 
     PYTHONPATH=. python benchmarks/training_step.py --threads 2 --json out.json  # all shapes
@@ -84,6 +84,7 @@ SHAPES = {  # conf/experiment/*: copy (delay + 20 steps), adding, (ps)MNIST, nsC
     "mnist1d": Shape("sequence", 100, 40, 1, 10, 8, 50, 64),
 }
 QUICK_SHAPES = ("copy30", "adding100", "psmnist200")
+MATMUL = "matmul"
 
 
 class AuthorsForm(nn.Module):
@@ -196,11 +197,24 @@ def runnable(form: str, device: torch.device) -> str | None:
     return None
 
 
+def matmul_step(device: torch.device, size: int = 2048) -> Callable[[], None]:
+    """One fp32 size^3 matmul, timed among the forms so that its rate sees the same load."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+
+    def step() -> None:
+        a @ b
+        sync(device)
+
+    return step
+
+
 def time_shape(name: str, forms: list[str], args) -> dict[str, list[float]]:
-    """Seconds per step of each form at one shape: one warm-up round, then repeats rounds
-    (fewer where a round would pass --budget-s), the forms alternating in each round."""
+    """Seconds per step of each form (and of the 2048^3 matmul, MATMUL) at one shape: one
+    warm-up round, then repeats rounds (fewer where a round would pass --budget-s), the forms
+    alternating in each round."""
     shape = SHAPES[name]
     steps = {form: make_step(form, shape, args.device) for form in forms}
+    steps[MATMUL] = matmul_step(args.device)
     warm = {}
     for form, step in steps.items():
         start = time.perf_counter()
@@ -247,10 +261,12 @@ def measure_peaks(name: str, forms: list[str], device: torch.device) -> dict[str
             return dict.fromkeys(forms)
 
 
-def shape_rows(name: str, times: dict[str, list[float]], peaks: dict, rate: float) -> list[dict]:
-    """One row per form: median, ratios to the reference and to the faster baseline, rates."""
+def shape_rows(name: str, times: dict[str, list[float]], peaks: dict) -> list[dict]:
+    """One row per form: median, ratios to the reference and to the faster baseline, rates
+    (against the matmul rate measured in the same rounds)."""
     shape = SHAPES[name]
     medians = {form: statistics.median(t) for form, t in times.items()}
+    rate = 2 * 2048**3 / medians.pop(MATMUL) / 1e9
     reference = medians.get("wrnn-reference")
     baselines = [medians[f] for f in ("wrnn-reference", "wrnn-authors") if f in medians]
     rows = []
@@ -266,6 +282,7 @@ def shape_rows(name: str, times: dict[str, list[float]], peaks: dict, rate: floa
                 "x_reference": reference / median if reference else None,
                 "x_best_baseline": min(baselines) / median if baselines else None,
                 "gflops": gflops,
+                "matmul_gflops": rate,
                 "fraction_of_matmul": gflops / rate,
                 "peak_mib": peaks.get(form),
             }
@@ -275,8 +292,9 @@ def shape_rows(name: str, times: dict[str, list[float]], peaks: dict, rate: floa
 
 def print_table(rows: list[dict], skipped: dict[str, str], rate: float) -> None:
     """The rows as a Markdown table."""
-    print(f"\nmatmul rate: {rate:.1f} GFLOP/s, threads: {torch.get_num_threads()}")
-    print("whole training step (forward, loss, backward, Adam), fp32\n")
+    print(f"\nmatmul rate at the start: {rate:.1f} GFLOP/s, threads: {torch.get_num_threads()}")
+    print("whole training step (forward, loss, backward, Adam), fp32; % of matmul: against")
+    print("the 2048^3 matmul timed in the same rounds as the shape's forms\n")
     print(
         "| shape | form | median ms | x reference | x best of reference/authors | GFLOP/s "
         "| % of matmul | peak MiB |"
@@ -339,7 +357,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         peaks = {}
         if not args.no_peaks and SHAPES[name].states_gib() <= args.peak_max_gib:
             peaks = measure_peaks(name, forms, args.device)
-        rows += shape_rows(name, times, peaks, rate)
+        rows += shape_rows(name, times, peaks)
         print(f"done: {name}", flush=True)
     print_table(rows, skipped, rate)
     if args.json:
