@@ -133,6 +133,9 @@ FORMS: dict[str, tuple[Callable[[Shape], nn.Module], str | None, bool]] = {
     "gru": (lambda s: GRU(s.inputs, GATED_HIDDEN), None, False),
     "lstm": (lambda s: LSTM(s.inputs, GATED_HIDDEN), None, False),
 }
+# about how many (B, T, H) tensors of states a form's step holds at once (autograd's per-step
+# tensors); the others hold about two
+STATE_COPIES = {"wrnn-reference": 5, "local-reference": 5, "wrnn-authors": 3}
 DEFAULT_FORMS = ("wrnn-reference", "wrnn-authors", "wrnn-fast", "wrnn-cpp", "wrnn-triton")
 DEFAULT_FORMS += ("irnn-fast", "gru", "lstm")
 
@@ -152,6 +155,7 @@ def step_flops(form: str, s: Shape) -> float:
 def make_task(form: str, s: Shape, device: torch.device) -> nn.Module:
     """The LightningModule of the shape's task with the form's layer (seeded: same weights)."""
     factory, impl, authors = FORMS[form]
+    warnings.filterwarnings("ignore", "Attribute 'layer' is an instance")  # a task built by hand
     torch.manual_seed(0)
     layer = factory(s)
     if impl is not None:
@@ -187,9 +191,13 @@ def make_step(form: str, s: Shape, device: torch.device) -> Callable[[], None]:
     return step
 
 
-def runnable(form: str, device: torch.device) -> str | None:
-    """Why the form cannot run here, or None."""
+def runnable(form: str, shape: Shape, args) -> str | None:
+    """Why the form cannot run at this shape here, or None."""
     impl = FORMS[form][1]
+    device = args.device
+    need = STATE_COPIES.get(form, 2) * shape.states_gib()
+    if need > args.max_gib:
+        return f"needs about {need:.0f} GiB, over --max-gib"
     if impl == "triton" and device.type != "cuda":
         return "needs a CUDA device"
     if impl == "cpp" and device.type != "cpu":
@@ -321,10 +329,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--forms", nargs="+", default=list(DEFAULT_FORMS), choices=list(FORMS))
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per shape (most)")
     parser.add_argument(
-        "--budget-s", type=float, default=40.0, help="fewer repeats where rounds would pass this"
+        "--budget-s", type=float, default=30.0, help="fewer repeats where rounds would pass this"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", type=torch.device, default=torch.device("cpu"))
+    parser.add_argument(
+        "--max-gib",
+        type=float,
+        default=16.0,
+        help="skip a form whose states would need more memory than this (the reference at "
+        "nscifar: about 21 GiB)",
+    )
     parser.add_argument("--no-peaks", action="store_true", help="skip the memory measurement")
     parser.add_argument(
         "--peak-max-gib",
@@ -345,14 +360,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    warnings.filterwarnings("ignore", "Attribute 'layer' is an instance")  # a task built by hand
     if args.threads:
         torch.set_num_threads(args.threads)
-    skipped = {f: why for f in args.forms if (why := runnable(f, args.device))}
-    forms = [form for form in args.forms if form not in skipped]
     rate = matmul_rate(args.device)
-    rows = []
+    rows, skipped = [], {}
     for name in args.shapes:
+        forms = []
+        for form in args.forms:
+            why = runnable(form, SHAPES[name], args)
+            if why:
+                skipped[f"{form} at {name}"] = why
+            else:
+                forms.append(form)
         times = time_shape(name, forms, args)
         peaks = {}
         if not args.no_peaks and SHAPES[name].states_gib() <= args.peak_max_gib:
