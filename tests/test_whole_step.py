@@ -39,7 +39,8 @@ def outputs_and_grads(model: SequenceModel, impl: str, x, h0) -> list[torch.Tens
     model.layer.impl = impl
     inputs = [t if t is None else t.detach().clone().requires_grad_() for t in (x, h0)]
     out = model(*inputs)
-    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+    seeded = torch.Generator().manual_seed(1)
+    weights = torch.randn(out.shape, generator=seeded, dtype=torch.float64).to(out.dtype)
     wrt = [t for t in inputs if t is not None] + list(model.parameters())
     return [out, *torch.autograd.grad((out * weights).sum(), wrt)]
 
@@ -61,6 +62,44 @@ def test_every_form_equals_the_reference_through_the_model(
     assert len(actual) == len(expected) == 2 + bool(give_h0) + len(list(model.parameters()))
     for got, want in zip(actual, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
+def test_the_cpp_readout_of_every_step_is_exact_for_every_split_of_the_batch(layer_class, threads):
+    # batch 19: padded to 5 vectors of float64 and cut into uneven slices, one per thread;
+    # 13 outputs: blocks of output channels of every size in the fused readout
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        model = SequenceModel(make_layer(layer_class, "cpp"), 13, "mlp", "all", 7).double()
+        x = torch.randn(19, 9, 3, dtype=torch.float64)
+        h0 = torch.randn(19, model.layer.hidden_size, dtype=torch.float64)
+        expected = outputs_and_grads(model, "reference", x, h0)
+        for got, want in zip(outputs_and_grads(model, "cpp", x, h0), expected, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("read_from", ["last", "all"])
+@pytest.mark.parametrize(("layer_class", "impl"), FORMS, ids=FORM_IDS)
+def test_float32_through_the_model_stays_accurate_at_large_state_magnitudes(
+    layer_class, impl, read_from
+):
+    # states up to about 1e6 (a huge last input; these inits scale inputs down), as in the
+    # layer check of test_fast_recurrence
+    torch.manual_seed(0)
+    model = SequenceModel(make_layer(layer_class, impl), 4, "mlp", read_from, mlp_hidden=6)
+    x = torch.randn(16, 12, 3, dtype=torch.float64)
+    x[:, -1] *= 1e8
+    truth = outputs_and_grads(copy.deepcopy(model).double(), "reference", x, None)
+    with torch.no_grad():
+        assert model.layer(x.float())[1].abs().max() > 1e5
+    actual = outputs_and_grads(model, impl, x.float(), None)
+    for got, want in zip(actual, truth, strict=True):
+        assert ((got.double() - want).norm() / want.norm()).item() < 1e-5
 
 
 def full_size_events(model: SequenceModel, x: torch.Tensor) -> list[str]:
