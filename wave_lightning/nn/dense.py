@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SimpleRecurrence
+from .init import INIT_STYLES, authors_dense_input, init_input_
 from .fast_dense import dense_recurrence
 from .options import RECURRENT_INITS, check_choice, check_positive
 
@@ -36,9 +37,13 @@ class IRNN(SimpleRecurrence):
         activation: str = "relu",
         freeze_recurrent: bool = False,
         freeze_input: bool = False,
+        init_style: str = "paper",
     ) -> None:
         check_positive("hidden_size", hidden_size)
+        check_choice("init_style", init_style, INIT_STYLES)
         super().__init__(input_size, hidden_size, hidden_size, input_init, activation, freeze_input)
+        if init_style == "authors":  # the authors' iRNN scripts: nn/init.py, docs/fidelity.md
+            init_input_(self.input, authors_dense_input(input_init), hidden_size, init_style)
         self.recurrent = nn.Linear(hidden_size, hidden_size)
         init_dense_(self.recurrent, recurrent_init)
         self.recurrent.requires_grad_(not freeze_recurrent)
