@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SimpleRecurrence
-from .init import INIT_STYLES, authors_dense_input, init_input_
 from .fast_dense import dense_recurrence
+from .init import INIT_STYLES, authors_dense_input, init_input_
 from .options import RECURRENT_INITS, check_choice, check_positive
 
 
@@ -24,7 +24,9 @@ def init_dense_(layer: nn.Linear, init: str) -> None:
 
 
 class IRNN(SimpleRecurrence):
-    """Dense simple RNN; recurrent_init "identity" is the iRNN, "shift" the paper's Sigma-init."""
+    """Dense simple RNN; recurrent_init "identity" is the iRNN, "shift" the paper's Sigma-init.
+    init_style "authors": any input init but V-init draws N(0, 0.001^2) with nn.Linear's default
+    bias, as the authors' copy and adding scripts do (nn/init.py)."""
 
     fast_impls = ("fast",)
 

@@ -40,7 +40,8 @@ class RingConv(nn.Module):
 
 class RingRNN(SimpleRecurrence):
     """n_ch rings of n_hid units (hidden_size = n_ch * n_hid), stored ring by ring, coupled
-    within a kernel_size neighbourhood by `ring_class` (tied or untied weights)."""
+    within a kernel_size neighbourhood by `ring_class` (tied or untied weights). init_style
+    "authors" draws the initial weights as the authors' code does (nn/init.py)."""
 
     ring_class: type[nn.Module]
 
