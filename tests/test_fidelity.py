@@ -268,3 +268,34 @@ def test_authors_sweeps_train_what_the_overlay_selects(capsys, sweep_file, model
         assert trained["model"]["init_args"].get(key) == expected["model"]["init_args"].get(key)
     layer = trained["model"]["init_args"]["layer"]["init_args"]
     assert layer == expected["model"]["init_args"]["layer"]["init_args"]
+
+
+def report_module():
+    """scripts/reproduction_report.py, imported by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report", ROOT / "scripts/reproduction_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_puts_every_copy_sweep_in_the_authors_units():
+    report = report_module()
+    plain, authors = (
+        load_sweep(ROOT / f"sweeps/{n}.yaml")
+        for n in ("copy_table4_cpu", "copy_table4_authors_cpu")
+    )
+    assert (report.to_authors_units(plain), report.copy_layout(plain)) == (1 / 50, "paper")
+    assert (report.to_authors_units(authors), report.copy_layout(authors)) == (1.0, "authors")
+    assert report.copy_delays(authors) == [10, 20, 50, 100]
+    # no memory of the symbols: ln 8 at each of the 10 recall steps, 0 elsewhere, over L steps
+    assert math.isclose(report.memoryless_loss(30), 10 * math.log(8) / 50)
+    assert math.isclose(report.memoryless_loss(20, "authors"), 10 * math.log(8) / 30)
+    results = {"copy": {"runs": [{"model": "wrnn", "length": 0, "seed": s, "test/loss": v}
+                                 for s, v in ((1, 5e-4), (0, 1e-4))]}}  # fmt: skip
+    assert report.copy_losses_from_json(results) == {("wrnn", 0): [1e-4 / 50, 5e-4 / 50]}
+    table = report.copy_table({("wrnn", 20): [2e-6]}, [10, 20, 50, 100], "authors")
+    assert "| T=10 (script T=20) paper | T=10 (script T=20) ours |" in table
+    assert "| wrnn | 9.0e-12 | - | 1.0e-10 | 2.0e-06 ± 0.0e+00 (2.0e-06–2.0e-06) |" in table
+    assert f"| {10 * math.log(8) / 20 / 50:.1e} |" in table  # the baseline at script T = 10
