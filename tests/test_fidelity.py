@@ -299,3 +299,12 @@ def test_report_puts_every_copy_sweep_in_the_authors_units():
     assert "| T=10 (script T=20) paper | T=10 (script T=20) ours |" in table
     assert "| wrnn | 9.0e-12 | - | 1.0e-10 | 2.0e-06 ± 0.0e+00 (2.0e-06–2.0e-06) |" in table
     assert f"| {10 * math.log(8) / 20 / 50:.1e} |" in table  # the baseline at script T = 10
+
+
+def test_report_shows_the_authors_solve_criterion_where_the_sweep_logs_it():
+    report = report_module()
+    ours = [("val/solved_step", "solved at, ours (validation)")]
+    theirs = ("train/solved_step", "solved at, ours (training batch)")
+    assert report.solve_criteria(load_sweep(ROOT / "sweeps/adding_table1_cpu.yaml")) == ours
+    authors = load_sweep(ROOT / "sweeps/adding_table1_authors_cpu.yaml")
+    assert report.solve_criteria(authors) == [*ours, theirs]
