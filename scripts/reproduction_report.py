@@ -3,9 +3,14 @@
 Reads the studies of the copy (Table 4) and adding (Table 1) reproduction sweeps, prints the
 paper's numbers beside ours (mean ± std over seeds) as markdown, and writes results.json, the
 learning curves and, via `wave-lightning analyze`, space-time plots of seed-0 checkpoints.
+Copy losses are printed in the paper's Table 4 units, the authors' script's (mean per-step
+cross-entropy / 50, their test batch): a sweep with the plain mean is converted, one trained with
+loss_reduction=mean_over_batch is already in them. `--from-json` prints the copy table from a
+committed results.json without the studies.
 
     python scripts/reproduction_report.py --copy sweeps/copy_table4_cpu.yaml \
         --adding sweeps/adding_table1_cpu.yaml --out docs/reproduction
+    python scripts/reproduction_report.py --from-json docs/reproduction/results.json
 """
 
 import argparse
@@ -39,6 +44,7 @@ PAPER_COPY = {
     "irnn_sigma_v_init": [1e-7, 1e-7, 1e-6, 8e-6],
 }
 COPY_DELAYS = [0, 10, 30, 80]
+AUTHORS_TEST_BATCH = 50  # Table 4's unit: the mean per-step cross-entropy / their test batch
 # Paper Table 1: adding test MSE and iterations to solve at T = 100, 200, 400 (None: never).
 PAPER_ADDING = {
     "wrnn": {"mse": [4e-6, 2e-5, 4e-5], "solved": [300, 1000, 1000]},
@@ -60,9 +66,10 @@ def curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
     return [int(r["step"]) for r in rows], [float(r[metric]) for r in rows]
 
 
-def solved_step(run_dir: Path) -> int | None:
-    """The step the run logged as val/solved_step (first val MSE <= 0.05), None if never."""
-    steps = curve(run_dir, "val/solved_step")[1]
+def solved_step(run_dir: Path, metric: str = "val/solved_step") -> int | None:
+    """The step the run logged as `metric` (val/solved_step: first val MSE <= 0.05;
+    train/solved_step: the authors' first logged training batch MSE <= 0.05), None if never."""
+    steps = curve(run_dir, metric)[1]
     return int(steps[-1]) if steps else None
 
 
@@ -103,32 +110,87 @@ def groups_by(study, sweep: Sweep) -> dict[tuple, list[FrozenTrial]]:
     return {key: sorted(trials, key=lambda t: t.params["seed"]) for key, trials in groups.items()}
 
 
-def copy_table(groups: dict[tuple, list[FrozenTrial]]) -> str:
-    """Table 4: per row and T the paper's test loss beside ours."""
-    header = ["model"] + [f"T={t} {who}" for t in COPY_DELAYS for who in ("paper", "ours")]
+def has_arg(sweep: Sweep, arg: str) -> bool:
+    return arg in sweep.args
+
+
+def copy_layout(sweep: Sweep) -> str:
+    """The copy layout a sweep trains: "authors" when its args select it, else "paper"."""
+    return "authors" if has_arg(sweep, "--data.layout=authors") else "paper"
+
+
+def to_authors_units(sweep: Sweep) -> float:
+    """The factor that puts a copy sweep's logged losses in Table 4's units."""
+    already = has_arg(sweep, "--model.init_args.loss_reduction=mean_over_batch")
+    return 1.0 if already else 1.0 / AUTHORS_TEST_BATCH
+
+
+def copy_delays(sweep: Sweep) -> list[int]:
+    """The delay levels of a copy sweep, in the order of the paper's columns (by position)."""
+    factor = next(f for f in sweep.factors if f.name.endswith("delay"))
+    return list(factor.distribution.choices)
+
+
+def copy_table(losses: dict[tuple, list[float]], delays: list[int], layout: str) -> str:
+    """Table 4 in the authors' units: per row and column the paper's test loss beside ours.
+
+    `losses` maps (model, delay) to per-seed losses already in those units; `delays` are ours,
+    paired by position with the paper's columns T = 0, 10, 30, 80.
+    """
+    names = [
+        f"T={t}" if layout == "paper" else f"T={t} (script T={d})"
+        for t, d in zip(COPY_DELAYS, delays, strict=True)
+    ]
+    header = ["model"] + [f"{name} {who}" for name in names for who in ("paper", "ours")]
     lines = [table_row(header), table_row(["---"] * len(header))]
     for model, paper in PAPER_COPY.items():
         cells = [model]
-        for delay, theirs in zip(COPY_DELAYS, paper, strict=True):
-            losses = [t.user_attrs["test/loss"] for t in groups.get((model, delay), [])]
-            cells += [sci(theirs), loss_cell(losses) if losses else "-"]
+        for delay, theirs in zip(delays, paper, strict=True):
+            ours = losses.get((model, delay), [])
+            cells += [sci(theirs), loss_cell(ours) if ours else "-"]
         lines.append(table_row(cells))
-    guess = [sci(memoryless_loss(delay)) for delay in COPY_DELAYS]
-    lines.append(
-        table_row(["no memory (blanks, then a uniform guess)", *[c for g in guess for c in (g, g)]])
-    )
+    guess = [sci(memoryless_loss(d, layout) / AUTHORS_TEST_BATCH) for d in delays]
+    row = "no memory of the symbols (blanks right, uniform guess at the recall steps)"
+    lines.append(table_row([row, *[c for g in guess for c in ("", g)]]))
     return "\n".join(lines)
 
 
-def memoryless_loss(delay: int, symbols: int = 8, length: int = 10) -> float:
-    """Copy loss of a model that gets every blank right and guesses the recalled symbols."""
-    return length * math.log(symbols) / (delay + 2 * length)
+def memoryless_loss(delay: int, layout: str = "paper", symbols: int = 8, length: int = 10) -> float:
+    """Mean per-step copy loss of a model that gets every blank right and guesses the recalled
+    symbols uniformly: length ln(symbols) over the sequence length (delay + 2 length, or the
+    authors' delay + length)."""
+    steps = delay + (length if layout == "authors" else 2 * length)
+    return length * math.log(symbols) / steps
+
+
+def copy_losses(groups: dict[tuple, list[FrozenTrial]], sweep: Sweep) -> dict[tuple, list[float]]:
+    """Per (model, delay) the seeds' test losses, in the authors' units."""
+    factor = to_authors_units(sweep)
+    return {key: [t.user_attrs["test/loss"] * factor for t in ts] for key, ts in groups.items()}
+
+
+def copy_losses_from_json(results: dict) -> dict[tuple, list[float]]:
+    """The same from a results.json of a sweep with the plain mean (as committed), converted."""
+    losses: dict[tuple, list[float]] = {}
+    for run in sorted(results["copy"]["runs"], key=lambda r: r["seed"]):
+        loss = run["test/loss"] / AUTHORS_TEST_BATCH
+        losses.setdefault((run["model"], run["length"]), []).append(loss)
+    return losses
 
 
 def lengths(sweep: Sweep) -> list[int]:
     """The sequence lengths (seq_len levels) an adding sweep trains, ascending."""
     factor = next(f for f in sweep.factors if f.name.endswith("seq_len"))
     return sorted(factor.distribution.choices)
+
+
+def solve_criteria(sweep: Sweep) -> list[tuple[str, str]]:
+    """The solve steps an adding sweep logs: ours (validation), and the authors' (training
+    batch) where its args ask for it."""
+    criteria = [("val/solved_step", "solved at, ours (validation)")]
+    if any(a.startswith("--model.init_args.solved_train_every=") for a in sweep.args):
+        criteria.append(("train/solved_step", "solved at, ours (training batch)"))
+    return criteria
 
 
 def adding_table(groups: dict[tuple, list[FrozenTrial]], sweep: Sweep) -> str:
@@ -143,13 +205,17 @@ def adding_table(groups: dict[tuple, list[FrozenTrial]], sweep: Sweep) -> str:
         }
         trials = [groups.get((model, t), []) for t in columns]
         mse = [loss_cell([t.user_attrs["test/mse"] for t in ts]) if ts else "-" for ts in trials]
-        steps = [steps_cell([solved_step(run_dir(sweep, t)) for t in ts], limit) for ts in trials]
         lines += [
             table_row([model, "test MSE, paper", *map(sci, theirs["mse"])]),
             table_row([model, "test MSE, ours", *mse]),
             table_row([model, "solved at, paper", *map(str, theirs["solved"])]),
-            table_row([model, "solved at, ours", *steps]),
         ]
+        for metric, name in solve_criteria(sweep):
+            steps = [
+                steps_cell([solved_step(run_dir(sweep, t), metric) for t in ts], limit)
+                for ts in trials
+            ]
+            lines.append(table_row([model, name, *steps]))
     return "\n".join(lines)
 
 
@@ -221,6 +287,9 @@ def records(groups: dict[tuple, list[FrozenTrial]], sweep: Sweep) -> list[dict]:
             row = {"model": model, "length": length, "seed": trial.params["seed"], **tests}
             if "test/mse" in tests:
                 row["solved_step"] = solved_step(run_dir(sweep, trial))
+                row["train_solved_step"] = solved_step(run_dir(sweep, trial), "train/solved_step")
+            row["best_" + sweep.metric] = trial.value  # the best validation during training
+            row["final_" + sweep.metric] = curve(run_dir(sweep, trial), sweep.metric)[1][-1]
             rows.append({**row, "run_dir": trial.user_attrs["run_dir"], "seconds": round(seconds)})
     return rows
 
@@ -241,13 +310,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adding", default="sweeps/adding_table1_cpu.yaml")
     parser.add_argument("--adding-long", default="sweeps/adding_t100_long_cpu.yaml")
     parser.add_argument("--out", default="docs/reproduction", type=Path)
+    parser.add_argument("--from-json", type=Path, help="print the copy table from results.json")
     args = parser.parse_args(argv)
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        print(copy_table(copy_losses_from_json(results), COPY_DELAYS, "paper"))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     copy_sweep, copy_study, copy_groups = open_sweep(args.copy)
-    print("## Copy (Table 4): test loss, mean ± std over seeds (min–max)\n")
-    print(copy_table(copy_groups), "\n")
+    print("## Copy (Table 4): test loss (mean CE / 50), mean ± std over seeds (min–max)\n")
+    losses = copy_losses(copy_groups, copy_sweep)
+    print(copy_table(losses, copy_delays(copy_sweep), copy_layout(copy_sweep)), "\n")
     rows = {"wrnn": "wRNN", "irnn": "iRNN", "irnn_sigma_v_init": "iRNN + Sigma + V-init"}
-    plot_curves(copy_groups, copy_sweep, rows, COPY_DELAYS, "val/loss",
+    plot_curves(copy_groups, copy_sweep, rows, copy_delays(copy_sweep), "val/loss",
                 args.out / "copy_curves.png", lambda t: f"copy, T={t}")  # fmt: skip
     results = {"copy": summary(args.copy, copy_study, copy_groups, copy_sweep)}
     models, opened = {"wrnn": "wRNN", "irnn": "iRNN"}, {"copy": (copy_sweep, copy_groups)}

@@ -19,7 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Generator, Tensor
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from ..nn.options import check_positive
+from ..nn.options import check_choice, check_positive
 from .batching import evaluation_sampler, per_device_batch_size, process_count, split_batch
 
 # Lightning warns about every IterableDataset with a length, for multi-worker loading; the stream
@@ -168,27 +168,48 @@ class SyntheticTask(LightningDataModule):
         return self.test_dataloader()
 
 
+COPY_LAYOUTS = ("paper", "authors")
+
+
 class CopyTask(SyntheticTask):
-    """Copy: `memory_length` symbols from 1..8, `delay` blanks, the delimiter 9, memory_length-1
-    blanks (length delay + 2 * memory_length); the target is blank (0) except for the last
-    memory_length steps, which repeat the symbols. Inputs are one-hot over 10 classes."""
+    """Copy: recall `memory_length` symbols from 1..8 after a delay; inputs one-hot over 10
+    classes, the target blank (0) except at the recall steps, which repeat the symbols.
+
+    layout="paper" (the paper's text): the symbols, `delay` blanks, the delimiter 9, then
+    memory_length - 1 blanks; length delay + 2 * memory_length, recall in the last memory_length
+    steps (the first of them the delimiter's step).
+    layout="authors" (the authors' script): `delay` is the script's T and the length is
+    T + memory_length: the symbols at 0 .. m-1, blanks, the delimiter 9 at position L - m - 1,
+    then m blanks while the symbols are recalled at L - m .. L - 1. At T = m the delimiter
+    overwrites the last symbol (the target still holds it), so T >= m is required.
+    """
 
     input_size = output_size = num_classes = 10
 
-    def __init__(self, delay: int = 30, memory_length: int = 10, **kwargs) -> None:
+    def __init__(
+        self, delay: int = 30, memory_length: int = 10, layout: str = "paper", **kwargs
+    ) -> None:
         super().__init__(**kwargs)
-        if delay < 0:
-            raise ValueError(f"delay must be >= 0, got {delay}")
-        self.delay = delay
         self.memory_length = check_positive("memory_length", memory_length)
-        self.seq_len = delay + 2 * memory_length
+        self.layout = check_choice("layout", layout, COPY_LAYOUTS)
+        low = memory_length if layout == "authors" else 0
+        if delay < low:
+            raise ValueError(f"delay must be >= {low} with layout={layout!r}, got {delay}")
+        self.delay = delay
+        extra = memory_length if layout == "authors" else 2 * memory_length
+        self.seq_len = delay + extra
+
+    def delimiter_position(self) -> int:
+        """Where the delimiter 9 stands in the input sequence."""
+        m = self.memory_length
+        return self.seq_len - m - 1 if self.layout == "authors" else m + self.delay
 
     def sample(self, n: int, generator: Generator) -> tuple[Tensor, Tensor]:
         m = self.memory_length
         symbols = torch.randint(1, 9, (n, m), generator=generator)
         sequence = torch.zeros(n, self.seq_len, dtype=torch.long)
         sequence[:, :m] = symbols
-        sequence[:, m + self.delay] = 9
+        sequence[:, self.delimiter_position()] = 9
         target = torch.zeros_like(sequence)
         target[:, -m:] = symbols
         return F.one_hot(sequence, 10).float(), target

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from .base import SimpleRecurrence
 from .fast_dense import dense_recurrence
+from .init import INIT_STYLES, authors_dense_input, init_input_
 from .options import RECURRENT_INITS, check_choice, check_positive
 
 
@@ -23,7 +24,9 @@ def init_dense_(layer: nn.Linear, init: str) -> None:
 
 
 class IRNN(SimpleRecurrence):
-    """Dense simple RNN; recurrent_init "identity" is the iRNN, "shift" the paper's Sigma-init."""
+    """Dense simple RNN; recurrent_init "identity" is the iRNN, "shift" the paper's Sigma-init.
+    init_style "authors": any input init but V-init draws N(0, 0.001^2) with nn.Linear's default
+    bias, as the authors' copy and adding scripts do (nn/init.py)."""
 
     fast_impls = ("fast",)
 
@@ -36,12 +39,16 @@ class IRNN(SimpleRecurrence):
         activation: str = "relu",
         freeze_recurrent: bool = False,
         freeze_input: bool = False,
+        init_style: str = "paper",
         impl: str = "auto",
     ) -> None:
         check_positive("hidden_size", hidden_size)
+        check_choice("init_style", init_style, INIT_STYLES)
         super().__init__(
             input_size, hidden_size, hidden_size, input_init, activation, freeze_input, impl
         )
+        if init_style == "authors":  # the authors' iRNN scripts: nn/init.py, docs/fidelity.md
+            init_input_(self.input, authors_dense_input(input_init), hidden_size, init_style)
         self.recurrent = nn.Linear(hidden_size, hidden_size)
         init_dense_(self.recurrent, recurrent_init)
         self.recurrent.requires_grad_(not freeze_recurrent)

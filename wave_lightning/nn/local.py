@@ -15,12 +15,14 @@ class LocalRingConv(nn.Module):
     circular convolution of RingConv.
     """
 
-    def __init__(self, n_hid: int, n_ch: int, kernel_size: int, init: str) -> None:
+    def __init__(
+        self, n_hid: int, n_ch: int, kernel_size: int, init: str, style: str = "paper"
+    ) -> None:
         super().__init__()
         self.n_hid, self.n_ch, self.kernel_size = n_hid, n_ch, kernel_size
         self.weight = nn.Parameter(torch.empty(n_ch, n_ch, kernel_size, n_hid))
         self.bias = nn.Parameter(torch.empty(n_ch, n_hid))
-        init_ring_kernel_(self.weight, self.bias, init)
+        init_ring_kernel_(self.weight, self.bias, init, style)
 
     def forward(self, h: Tensor) -> Tensor:
         pad = self.kernel_size // 2

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 from . import cpp_ring
 from .base import SimpleRecurrence
 from .fast_ring import ring_recurrence
-from .init import init_ring_kernel_
+from .init import init_input_, init_ring_kernel_
 from .options import check_positive
 
 
@@ -24,13 +24,15 @@ def check_ring(n_hid: int, n_ch: int, kernel_size: int) -> None:
 class RingConv(nn.Module):
     """U h + b for states (B, n_ch * n_hid): a circular Conv1d over each ring (the paper's form)."""
 
-    def __init__(self, n_hid: int, n_ch: int, kernel_size: int, init: str) -> None:
+    def __init__(
+        self, n_hid: int, n_ch: int, kernel_size: int, init: str, style: str = "paper"
+    ) -> None:
         super().__init__()
         self.n_hid, self.n_ch = n_hid, n_ch
         self.conv = nn.Conv1d(
             n_ch, n_ch, kernel_size, padding=kernel_size // 2, padding_mode="circular"
         )
-        init_ring_kernel_(self.conv.weight, self.conv.bias, init)
+        init_ring_kernel_(self.conv.weight, self.conv.bias, init, style)
 
     def forward(self, h: Tensor) -> Tensor:
         return self.conv(h.view(-1, self.n_ch, self.n_hid)).view(h.shape)
@@ -38,7 +40,8 @@ class RingConv(nn.Module):
 
 class RingRNN(SimpleRecurrence):
     """n_ch rings of n_hid units (hidden_size = n_ch * n_hid), stored ring by ring, coupled
-    within a kernel_size neighbourhood by `ring_class` (tied or untied weights)."""
+    within a kernel_size neighbourhood by `ring_class` (tied or untied weights). init_style
+    "authors" draws the initial weights as the authors' code does (nn/init.py)."""
 
     ring_class: type[nn.Module]
 
@@ -53,14 +56,17 @@ class RingRNN(SimpleRecurrence):
         activation: str = "relu",
         freeze_recurrent: bool = False,
         freeze_input: bool = False,
+        init_style: str = "paper",
         impl: str = "auto",
     ) -> None:
         check_ring(n_hid, n_ch, kernel_size)
         super().__init__(
             input_size, n_ch * n_hid, n_hid, input_init, activation, freeze_input, impl
         )
+        if init_style == "authors":  # the authors' code's draws: nn/init.py, docs/fidelity.md
+            init_input_(self.input, input_init, n_hid, init_style)
         self.n_hid, self.n_ch, self.kernel_size = n_hid, n_ch, kernel_size
-        self.recurrent = self.ring_class(n_hid, n_ch, kernel_size, recurrent_init)
+        self.recurrent = self.ring_class(n_hid, n_ch, kernel_size, recurrent_init, init_style)
         self.recurrent.requires_grad_(not freeze_recurrent)
 
     def resolve_impl(self, x: Tensor) -> str:
