@@ -1,11 +1,14 @@
 """2-D wave sheets: exact shift / identity dynamics on the torus, fast form = reference, checks."""
 
 import copy
+import math
 
 import pytest
 import torch
 
 from tests.helpers import ROOT
+from wave_lightning.analysis.plots import plot_sheet_snapshots
+from wave_lightning.analysis.sheets import impulse_sheets, track_velocity
 from wave_lightning.cli import main
 from wave_lightning.nn import WaveSheetRNN
 from wave_lightning.nn.sheet import STEPS
@@ -154,3 +157,25 @@ def test_the_sheet_config_trains_on_the_copy_task(tmp_path):
         "--trainer.max_steps", "2", "--trainer.default_root_dir", str(tmp_path),
     ])  # fmt: skip
     assert list(tmp_path.rglob("*.ckpt"))
+
+
+def test_impulse_tracking_measures_each_channels_velocity():
+    layer = WaveSheetRNN(1, 5, 6, 4, direction="cycle", activation="identity")
+    velocity = track_velocity(impulse_sheets(layer, 8))
+    moves = [(v.vy, v.vx, v.speed, v.direction) for v in velocity]
+    expected = [(0, 1, 1, 0), (1, 0, 1, 270), (0, -1, 1, 180), (-1, 0, 1, 90)]
+    for got, want in zip(moves, expected, strict=True):
+        assert got == pytest.approx(want, abs=1e-9)
+    still = track_velocity(impulse_sheets(WaveSheetRNN(1, 4, 4, recurrent_init="identity"), 5))
+    assert (still[0].vy, still[0].vx, still[0].speed) == pytest.approx((0, 0, 0), abs=1e-9)
+    silent = track_velocity(torch.zeros(4, 1, 3, 3))[0]
+    assert math.isnan(silent.vy) and math.isnan(silent.speed)
+
+
+def test_sheet_snapshots_draw_one_panel_per_channel_and_time():
+    sheets_ = torch.rand(6, 3, 4, 5)
+    fig = plot_sheet_snapshots(sheets_, [0, 2, 5], "t")
+    images = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert len(images) == 9
+    assert images[4].get_title() == "channel 1, t = 2"
+    assert (images[4].images[0].get_array() == sheets_[2, 1].numpy()).all()

@@ -1,9 +1,14 @@
 """Spike-train decoding: the generator's counts, exact decoding of shift-register states,
 chance for noise, and the labels' layout."""
 
+import json
+
 import pytest
 import torch
+from PIL import Image
 
+from tests.helpers import ROOT
+from wave_lightning.analysis.cli import build_parser, spike_window
 from wave_lightning.analysis.spikes import (
     balanced,
     decode_snapshots,
@@ -11,6 +16,7 @@ from wave_lightning.analysis.spikes import (
     spike_decoding,
     spike_trains,
 )
+from wave_lightning.cli import main
 from wave_lightning.nn import WaveRNN
 
 
@@ -75,3 +81,43 @@ def test_pure_noise_states_decode_at_chance():
     assert abs(result.balanced_accuracy - 0.5) < 0.02
     assert all(abs(value - 0.5) < 0.05 for value in result.delay_balanced_accuracy)
     assert result.exact == 0.0 and abs(result.accuracy - result.chance) < 0.02
+
+
+def test_analyze_with_spike_inputs_writes_the_decoding_table_and_the_sheet_figures(
+    tmp_path, capsys
+):
+    root = ["--trainer.default_root_dir", str(tmp_path / "run")]
+    main([
+        "fit", "--config", str(ROOT / "conf/data/copy.yaml"),
+        "--config", str(ROOT / "conf/model/wsheet.yaml"),
+        "--model.layer.init_args.height", "3", "--model.layer.init_args.width", "4",
+        "--model.layer.init_args.n_ch", "2", "--data.delay", "2", "--data.batch_size", "4",
+        "--data.train_batches", "1", "--data.val_size", "4", "--data.test_size", "4",
+        "--trainer.max_steps", "1", "--test_after_fit", "false", *root,
+    ])  # fmt: skip
+    out = tmp_path / "out"
+    args = ["--ckpt", str(tmp_path / "run/checkpoints/last.ckpt"), "--out", str(out)]
+    spikes = ["--inputs", "spikes", "--steps", "5", "--spikes", "1", "3", "--spike-examples", "64"]
+    main(["analyze", *args, *spikes, "--examples", "3", "--onset-examples", "0"])
+    names = {"fft.png", "measures.json", "rings.gif", "spacetime.png", "sheets.png"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        names | {"sheets.gif", "spikes.json", "velocity.json"}
+    )
+    table = json.loads((out / "spikes.json").read_text())
+    assert (table["layer"], table["inputs"]) == ("WaveSheetRNN", "spikes")
+    rows = table["layers"]["WaveSheetRNN"]  # the copy task's 10 inputs are the channels
+    shapes = [(row["spikes"], row["steps"], row["channels"]) for row in rows]
+    assert shapes == [(1, 5, 10), (3, 5, 10)]
+    assert all(len(row["delay_balanced_accuracy"]) == 5 for row in rows)
+    velocity = json.loads((out / "velocity.json").read_text())
+    assert len(velocity["channels"]) == 2
+    with Image.open(out / "sheets.gif") as gif:
+        assert gif.n_frames == 5
+    assert "spike decoding, 3 per channel over 5 steps" in capsys.readouterr().out
+
+
+def test_analyze_refuses_more_spikes_than_steps(tmp_path):
+    with pytest.raises(SystemExit, match="--spikes must not exceed the 4 steps, got \\[5\\]"):
+        spike_window(
+            build_parser().parse_args(["--ckpt", "x", "--spikes", "5", "--steps", "4"]), None
+        )

@@ -24,7 +24,7 @@ SILENT = 1e-12
 @dataclass(frozen=True)
 class SheetVelocity:
     """One channel's mean displacement per step (rows down, columns right), its length (units
-    per step) and its direction (degrees counter-clockwise from "right", "up" = 90)."""
+    per step) and its direction in degrees [0, 360), counter-clockwise from right (up 90)."""
 
     vy: float
     vx: float
@@ -73,7 +73,7 @@ def track_velocity(sheets: Tensor) -> list[SheetVelocity]:
         kept = both[:, c]
         mean_y = float(vy[kept, c].mean()) if kept.any() else math.nan
         mean_x = float(vx[kept, c].mean()) if kept.any() else math.nan
-        angle = math.degrees(math.atan2(-mean_y, mean_x)) + 0.0
+        angle = math.degrees(math.atan2(-mean_y, mean_x)) % 360.0
         velocities.append(SheetVelocity(mean_y, mean_x, math.hypot(mean_y, mean_x), angle))
     return velocities
 
