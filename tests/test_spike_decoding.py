@@ -9,6 +9,8 @@ from PIL import Image
 
 from tests.helpers import ROOT
 from wave_lightning.analysis.cli import build_parser, spike_window
+from wave_lightning.analysis.compare_spikes import layers_at_init
+from wave_lightning.analysis.compare_spikes import main as compare_main
 from wave_lightning.analysis.spikes import (
     balanced,
     decode_snapshots,
@@ -17,7 +19,7 @@ from wave_lightning.analysis.spikes import (
     spike_trains,
 )
 from wave_lightning.cli import main
-from wave_lightning.nn import WaveRNN
+from wave_lightning.nn import WaveRNN, cpp_ring
 
 
 def test_spike_trains_have_exactly_the_requested_spikes_per_channel():
@@ -121,3 +123,23 @@ def test_analyze_refuses_more_spikes_than_steps(tmp_path):
         spike_window(
             build_parser().parse_args(["--ckpt", "x", "--spikes", "5", "--steps", "4"]), None
         )
+
+
+def test_the_comparison_at_init_writes_one_row_per_layer_and_spike_count(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(cpp_ring, "available", lambda: False)  # the eager forms: no C++ load
+    layers = layers_at_init(channels=2, side=3, n_ch=2)
+    assert {name: layer.hidden_size for name, layer in layers.items()} == dict.fromkeys(
+        ["irnn", *(f"{kind}_{init}" for init in ("single", "normal")
+                   for kind in ("wrnn", "local", "sheet"))], 18
+    )  # fmt: skip
+    out = tmp_path / "table.json"
+    compare_main(["--out", str(out), "--channels", "2", "--side", "3", "--n-ch", "1",
+                  "--steps", "3", "--spikes", "1", "2", "--examples", "64"])  # fmt: skip
+    table = json.loads(out.read_text())
+    assert (table["at"], table["steps"], len(table["layers"])) == ("init", 3, 7)
+    assert all([row["spikes"] for row in rows] == [1, 2] for rows in table["layers"].values())
+    # a 3x3 sheet holds 3 steps of the history before its wave wraps: exact with normal V
+    assert table["layers"]["sheet_normal"][0]["exact"] == 1.0
+    assert "sheet_normal: spikes -> balanced acc / exact: 1: 1.000/1.000" in capsys.readouterr().out
