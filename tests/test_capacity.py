@@ -1,13 +1,19 @@
 """Memory capacity: recall accuracy on the recalled steps only, and the delay horizon of
 known curves."""
 
+import json
+from pathlib import Path
+
+import optuna
 import torch
+from optuna.distributions import CategoricalDistribution
 
 from wave_lightning.analysis.capacity import (
     checkpoint_recall,
     delay_horizon,
     horizons,
     recall_accuracy,
+    write_capacity_report,
 )
 from wave_lightning.analysis.inputs import load_datamodule
 from wave_lightning.cli import main
@@ -45,7 +51,8 @@ def test_horizons_of_a_synthetic_ring_curve_grow_with_the_ring_length():
     assert horizons(rows, group=["layer", "n_hid"], threshold=0.996)[("wave_ring", 8)] is None
 
 
-def test_checkpoint_recall_matches_the_model_on_its_own_test_data(tmp_path):
+def fit_tiny(run: Path) -> None:
+    """A one-step copy-task run of a ring of 8 units in `run` (delay 2, memory length 2)."""
     main([
         "fit", "--config", str(ROOT / "conf/data/copy.yaml"),
         "--config", str(ROOT / "conf/model/wrnn.yaml"),
@@ -54,8 +61,12 @@ def test_checkpoint_recall_matches_the_model_on_its_own_test_data(tmp_path):
         "--data.delay", "2", "--data.memory_length", "2", "--data.batch_size", "4",
         "--data.train_batches", "1", "--data.val_size", "8", "--data.test_size", "8",
         "--trainer.max_steps", "1", "--test_after_fit", "false",
-        "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.default_root_dir", str(run),
     ])  # fmt: skip
+
+
+def test_checkpoint_recall_matches_the_model_on_its_own_test_data(tmp_path):
+    fit_tiny(tmp_path)
     ckpt = tmp_path / "checkpoints/last.ckpt"
     data = load_datamodule(tmp_path / "config.yaml")
     data.setup("test")
@@ -64,3 +75,30 @@ def test_checkpoint_recall_matches_the_model_on_its_own_test_data(tmp_path):
         recalled = load_task(ckpt).eval().model(x)[:, -2:].argmax(-1) == y[:, -2:]
     assert y.shape == (8, 6) and y[:, :-2].eq(0).all()  # 8 test sequences, blanks until the recall
     assert checkpoint_recall(ckpt, examples=8) == recalled.double().mean().item()
+
+
+def test_the_capacity_report_reads_every_trials_checkpoint_and_writes_the_horizons(tmp_path):
+    fit_tiny(tmp_path / "runs" / "trial-0000")
+    distributions = {
+        "layer": CategoricalDistribution(["wave_ring"]),
+        "model.init_args.layer.init_args.n_hid": CategoricalDistribution([8]),
+        "model.init_args.layer.init_args.n_ch": CategoricalDistribution([1]),
+        "data.init_args.delay": CategoricalDistribution([2, 4]),
+    }
+    trials = [
+        optuna.trial.create_trial(
+            params={"layer": "wave_ring", "model.init_args.layer.init_args.n_hid": 8,
+                    "model.init_args.layer.init_args.n_ch": 1, "data.init_args.delay": delay},
+            distributions=distributions, value=1.0, user_attrs={"run_dir": "trial-0000"},
+        )
+        for delay in (2, 4)
+    ]  # fmt: skip
+    written = write_capacity_report(trials, tmp_path / "runs", tmp_path / "out", examples=8)
+    assert [p.name for p in written] == ["capacity.json", "capacity.png"] and written[1].is_file()
+    report = json.loads(written[0].read_text())
+    accuracy = checkpoint_recall(tmp_path / "runs/trial-0000/checkpoints/last.ckpt", examples=8)
+    assert [(r["delay"], r["n_hid"], r["recall_accuracy"]) for r in report["runs"]] == [
+        (2, 8, accuracy), (4, 8, accuracy)
+    ]  # fmt: skip
+    assert accuracy < 0.99  # one step of training: no delay is solved
+    assert report["horizons"] == [{"layer": "wave_ring", "n_ch": 1, "n_hid": 8, "horizon": None}]
