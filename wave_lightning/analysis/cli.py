@@ -43,16 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--inputs", choices=INPUTS, default="data", help="the run's data, impulses or spike trains")
     add("--stage", choices=STAGES, default="test", help="data split for --inputs data")
     add("--examples", type=count(1), default=32, help="sequences recorded (the FFT sums over them)")
-    add("--steps", type=count(2), help="impulse sequence length (default: the task's seq_len)")
+    add(
+        "--steps", type=count(2), help="impulse / spike train length (default: seq_len / ring size)"
+    )
     add("--impulses", type=count(1), default=3, help="impulses per sequence for --inputs impulses")
     add(
         "--spikes",
         type=count(1),
         nargs="+",
         default=[1, 2, 4],
-        help="spikes per channel "
-        "decoded for --inputs spikes (the first drives the figures); window: --steps, default "
-        "the ring size up to 64",
+        help="spikes per channel decoded for --inputs spikes (the first drives the figures) "
+        "over --steps steps (default: the ring size, at most 64)",
     )
     add("--spike-examples", type=count(2), default=1024, help="spike decoding examples")
     add("--example", type=count(0), default=0, help="which recorded sequence the plots show")
