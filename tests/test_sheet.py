@@ -179,3 +179,11 @@ def test_sheet_snapshots_draw_one_panel_per_channel_and_time():
     assert len(images) == 9
     assert images[4].get_title() == "channel 1, t = 2"
     assert (images[4].images[0].get_array() == sheets_[2, 1].numpy()).all()
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_frozen_parts_get_no_gradient_and_the_rest_does(impl):
+    layer = WaveSheetRNN(2, 3, 3, 2, freeze_recurrent=True, input_init="normal", impl=impl)
+    layer(torch.rand(2, 5, 2))[0].sum().backward()
+    assert layer.recurrent.conv.weight.grad is None and layer.recurrent.conv.bias.grad is None
+    assert layer.input.weight.grad is not None and layer.input.weight.grad.abs().sum() > 0
