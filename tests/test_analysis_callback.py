@@ -9,6 +9,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wave_lightning.analysis import WaveAnalysis
+from wave_lightning.analysis.spikes import spike_decoding
 from wave_lightning.data import CopyTask
 from wave_lightning.nn import WaveRNN
 from wave_lightning.tasks import PerStepClassification
@@ -69,6 +70,19 @@ def test_wave_analysis_runs_every_n_epochs_on_a_fixed_data_batch(tmp_path):
     assert callback.batch is not None and callback.batch.shape == (3, 8, 10)
     assert len(logged(tmp_path, "waves/score")) == 1
     assert logged(tmp_path, "waves/onset_delay_acc") == []
+
+
+def test_wave_analysis_logs_the_spike_decoding_of_the_layer_it_was_given(tmp_path):
+    callback = WaveAnalysis(inputs="impulses", examples=2, steps=8, onset_examples=0,
+                            spike_examples=128, spikes=2, spike_steps=6)  # fmt: skip
+    trainer = fit(tmp_path, callback, epochs=2)
+    balanced, exact = (
+        logged(tmp_path, "waves/spike_balanced_acc"),
+        logged(tmp_path, "waves/spike_exact"),
+    )
+    assert len(balanced) == len(exact) == 2
+    final = spike_decoding(trainer.lightning_module.model.layer, 2, 6, 128)  # after the last epoch
+    assert (balanced[-1], exact[-1]) == pytest.approx((final.balanced_accuracy, final.exact))
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from .inputs import first_inputs
 from .record import impulse_inputs
-from .report import Analysis, analyze
+from .report import Analysis, analyze, default_max_delay
+from .spikes import spike_decoding
 
 INPUTS = ("data", "impulses")
 
@@ -31,7 +32,9 @@ class WaveAnalysis(Callback):
 
     inputs "data" takes the first `examples` sequences of the DataModule's validation loader;
     "impulses" drives the layer with `impulses` random pulses per sequence of `steps` steps.
-    onset_examples 0 skips onset decoding.
+    onset_examples 0 skips onset decoding. spike_examples > 0 also decodes spike trains of
+    `spikes` spikes per input over `spike_steps` steps (default: onset's delay window) from the
+    last state and logs waves/spike_balanced_acc and waves/spike_exact (analysis/spikes.py).
     """
 
     def __init__(
@@ -45,6 +48,9 @@ class WaveAnalysis(Callback):
         max_delay: int | None = None,
         max_rings: int = 4,
         seed: int = 0,
+        spike_examples: int = 0,
+        spikes: int = 2,
+        spike_steps: int | None = None,
     ) -> None:
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
@@ -54,6 +60,7 @@ class WaveAnalysis(Callback):
         self.examples, self.steps, self.impulses = examples, steps, impulses
         self.onset_examples, self.max_delay = onset_examples, max_delay
         self.max_rings, self.seed = max_rings, seed
+        self.spike_examples, self.spikes, self.spike_steps = spike_examples, spikes, spike_steps
         self.batch: Tensor | None = None
 
     def fixed_batch(self, trainer: Trainer, pl_module: LightningModule) -> Tensor:
@@ -76,7 +83,8 @@ class WaveAnalysis(Callback):
         layer = recurrent_layer(pl_module)
         batch = self.fixed_batch(trainer, pl_module)
         result = analyze(layer, batch, self.seed, self.onset_examples, self.max_delay)
-        pl_module.log_dict(self.metrics(result), on_epoch=True, sync_dist=True)
+        metrics = self.metrics(result) | self.spike_metrics(layer)
+        pl_module.log_dict(metrics, on_epoch=True, sync_dist=True)
         self.draw(trainer, result)
 
     def metrics(self, result: Analysis) -> dict[str, float]:
@@ -87,6 +95,17 @@ class WaveAnalysis(Callback):
             metrics["waves/onset_delay_acc"] = result.onset.delay_accuracy
             metrics["waves/onset_input_acc"] = result.onset.channel_accuracy
         return metrics
+
+    def spike_metrics(self, layer: nn.Module) -> dict[str, float]:
+        """waves/spike_balanced_acc and waves/spike_exact, or nothing when spike_examples is 0."""
+        if not self.spike_examples:
+            return {}
+        steps = self.spike_steps or default_max_delay(layer)
+        result = spike_decoding(layer, self.spikes, steps, self.spike_examples, seed=self.seed)
+        return {
+            "waves/spike_balanced_acc": result.balanced_accuracy,
+            "waves/spike_exact": result.exact,
+        }
 
     @rank_zero_only
     def draw(self, trainer: Trainer, result: Analysis) -> None:

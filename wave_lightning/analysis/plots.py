@@ -139,3 +139,54 @@ def animate_rings(states: Tensor, path: str | Path, fps: int = 8, title: str = "
     animation = FuncAnimation(fig, draw, frames=steps, blit=False)
     animation.save(path, writer=PillowWriter(fps=fps), dpi=72)
     return path
+
+
+def sheet_range(sheets: Tensor) -> tuple[float, float]:
+    """One colour range for every panel of sheets: [min(0, lowest), highest]."""
+    return min(0.0, float(sheets.min())), max(float(sheets.max()), 1e-12)
+
+
+def plot_sheet_snapshots(sheets: Tensor, times: Sequence[int], title: str = "Sheets") -> Figure:
+    """Sheets (T, n_ch, H, W) as images: one row per channel, one column per time in `times`,
+    all on one colour scale; row 0 at the top, column 0 at the left (the torus cut open)."""
+    n_ch = sheets.shape[1]
+    fig = Figure(figsize=(2.2 * len(times) + 1, 2.2 * n_ch + 0.6), layout="constrained")
+    axes = fig.subplots(n_ch, len(times), squeeze=False)
+    low, high = sheet_range(sheets)
+    for c in range(n_ch):
+        for ax, t in zip(axes[c], times, strict=True):
+            shown = ax.imshow(sheets[t, c].numpy(), cmap="magma", vmin=low, vmax=high)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"channel {c}, t = {t}", fontsize=8)
+    fig.colorbar(shown, ax=axes, label="activation", shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+def animate_sheets(sheets: Tensor, path: str | Path, fps: int = 8, title: str = "Sheets") -> Path:
+    """An animated GIF of sheets (T, n_ch, H, W): the channels side by side, each frame on the
+    colour scale of its own largest |activation| (a wave stays visible as activity decays)."""
+    steps, n_ch = sheets.shape[:2]
+    peak = sheets.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    frames = (sheets / peak).numpy()
+    fig = Figure(figsize=(2.4 * n_ch, 2.8), layout="constrained")
+    axes = fig.subplots(1, n_ch, squeeze=False)[0]
+    images = []
+    for c, ax in enumerate(axes):
+        images.append(ax.imshow(frames[0, c], cmap="magma", vmin=min(0.0, frames.min()), vmax=1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"channel {c}", fontsize=8)
+
+    def draw(t: int):
+        for c, image in enumerate(images):
+            image.set_data(frames[t, c])
+        fig.suptitle(f"{title}: t = {t} steps (activation / frame's max)", fontsize=9)
+        return images
+
+    path = Path(path)
+    FuncAnimation(fig, draw, frames=steps, blit=False).save(
+        path, writer=PillowWriter(fps=fps), dpi=72
+    )
+    return path

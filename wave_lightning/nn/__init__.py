@@ -3,6 +3,7 @@
 from .dense import IRNN
 from .gated import GRU, LSTM
 from .local import LocalRNN
+from .sheet import WaveSheetRNN
 from .wave import WaveRNN
 
-__all__ = ["GRU", "IRNN", "LSTM", "LocalRNN", "WaveRNN"]
+__all__ = ["GRU", "IRNN", "LSTM", "LocalRNN", "WaveRNN", "WaveSheetRNN"]

@@ -1,0 +1,105 @@
+"""2-D sheets: states as (B, T, n_ch, H, W) images, and each channel's wave velocity.
+
+The velocity is measured by tracking an impulse: one pulse on every input at t = 0, then the
+circular centre of mass of each channel's |activity| on the torus, step by step (see
+docs/analysis.md).
+"""
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .plots import animate_sheets, plot_sheet_snapshots
+from .record import record_states
+from .report import finite
+
+SNAPSHOTS = 6
+SILENT = 1e-12
+
+
+@dataclass(frozen=True)
+class SheetVelocity:
+    """One channel's mean displacement per step (rows down, columns right), its length (units
+    per step) and its direction in degrees [0, 360), counter-clockwise from right (up 90)."""
+
+    vy: float
+    vx: float
+    speed: float
+    direction: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def sheet_shape(layer: nn.Module) -> tuple[int, int, int] | None:
+    """(n_ch, height, width) of a sheet layer, None for any other layer."""
+    if all(hasattr(layer, name) for name in ("n_ch", "height", "width")):
+        return int(layer.n_ch), int(layer.height), int(layer.width)
+    return None
+
+
+def as_sheets(states: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """States (B, T, hidden) or (B, T, rings, units) as (B, T, n_ch, H, W)."""
+    return states.reshape(*states.shape[:2], *shape)
+
+
+def circular_position(mass: Tensor, size: int) -> Tensor:
+    """Circular mean position of mass (..., size) along its last axis, in units [0, size)."""
+    phase = torch.exp(2j * math.pi * torch.arange(size, dtype=torch.float64) / size)
+    angle = torch.angle((mass.double() * phase).sum(-1))
+    return torch.remainder(angle * size / (2 * math.pi), size)
+
+
+def wrapped_steps(position: Tensor, size: int) -> Tensor:
+    """Per-step displacements of positions (T, ...) on a circle of `size`, in [-size/2, size/2)."""
+    return torch.remainder(position.diff(dim=0) + size / 2, size) - size / 2
+
+
+def track_velocity(sheets: Tensor) -> list[SheetVelocity]:
+    """Velocities of sheets (T, n_ch, H, W) by the circular centre of mass of |activity|,
+    averaged over the steps where a channel is active at both ends (NaN if never)."""
+    _, n_ch, height, width = sheets.shape
+    mass = sheets.abs().double()
+    active = mass.sum((2, 3)) > SILENT
+    vy = wrapped_steps(circular_position(mass.sum(3), height), height)
+    vx = wrapped_steps(circular_position(mass.sum(2), width), width)
+    both = active[1:] & active[:-1]
+    velocities = []
+    for c in range(n_ch):
+        kept = both[:, c]
+        mean_y = float(vy[kept, c].mean()) if kept.any() else math.nan
+        mean_x = float(vx[kept, c].mean()) if kept.any() else math.nan
+        angle = math.degrees(math.atan2(-mean_y, mean_x)) % 360.0
+        velocities.append(SheetVelocity(mean_y, mean_x, math.hypot(mean_y, mean_x), angle))
+    return velocities
+
+
+def impulse_sheets(layer: nn.Module, steps: int) -> Tensor:
+    """The sheets (T, n_ch, H, W) after one pulse on every input at t = 0."""
+    x = torch.zeros(1, steps, layer.input_size)
+    x[:, 0] = 1.0
+    return as_sheets(record_states(layer, x), sheet_shape(layer))[0]
+
+
+def write_sheet_report(
+    layer: nn.Module, states: Tensor, out_dir: str | Path, example: int = 0, title: str = ""
+) -> list[Path]:
+    """sheets.png (snapshots of one example), sheets.gif and velocity.json (impulse tracking
+    over one lap of the larger side) for a sheet layer; nothing for other layers."""
+    shape = sheet_shape(layer)
+    if shape is None:
+        return []
+    out = Path(out_dir)
+    sheets = as_sheets(states, shape)[example]
+    times = torch.linspace(0, len(sheets) - 1, min(SNAPSHOTS, len(sheets))).round().long()
+    fig = plot_sheet_snapshots(sheets, times.tolist(), f"{title}sheets, example {example}")
+    fig.savefig(out / "sheets.png", dpi=100)
+    gif = animate_sheets(sheets, out / "sheets.gif", title=title.strip(" :") or "sheets")
+    velocity = track_velocity(impulse_sheets(layer, max(shape[1:]) + 1))
+    report = {"method": "impulse centre of mass", "channels": [v.as_dict() for v in velocity]}
+    (out / "velocity.json").write_text(json.dumps(finite(report), indent=2) + "\n")
+    return [out / "sheets.png", gif, out / "velocity.json"]
