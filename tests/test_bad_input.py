@@ -1,6 +1,9 @@
 """Mistakes a user makes stop with one line naming what is wrong, before anything is written."""
 
+import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import yaml
 from tests.helpers import tiny_copy_args
 from wave_lightning.cli import main
 from wave_lightning.sweep.spec import load_sweep
+from wave_lightning.sweep.storage import load_study, open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data.batch_size", "8", "--data.train_batches", "3", "--data.val_size", "16"]
@@ -274,3 +278,47 @@ def test_overrides_derive_a_study_with_its_own_name_root_and_fingerprint(tmp_pat
     assert derived.root == Path(f"{base.root}-{derived.study.rsplit('-', 1)[1]}")
     assert derived.args == [*base.args, "--trainer.max_steps=50"]
     assert derived.path == derived.root / "sweep.yaml" and derived.source == path
+
+
+# saved configs reproduce their run
+
+
+def val_losses(run: Path) -> list[float]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return [float(row["val/loss"]) for row in csv.DictReader(handle) if row.get("val/loss")]
+
+
+def run_cli(args: list[str], cwd: Path, threads: str | None) -> subprocess.CompletedProcess:
+    """`wave-lightning ARGS` in a child process with OMP_NUM_THREADS=`threads` (unset if None)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env |= {"PYTHONPATH": str(ROOT)} | ({"OMP_NUM_THREADS": threads} if threads else {})
+    command = [sys.executable, "-m", "wave_lightning", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_a_derived_sweeps_best_yaml_reruns_its_trial_to_the_same_metric(tmp_path):
+    path = write(tmp_path / "sweep.yaml", tiny_sweep(tmp_path, seeds=[0, 1]))
+    overrides = ["--", "--trainer.max_epochs=2"]
+    ran = run_cli(["sweep", "run", str(path), "--threads", "1", *overrides], tmp_path, None)
+    assert ran.returncode == 0, ran.stderr
+    derived = load_sweep(path, overrides[1:])
+    assert f"sweep {derived.study}: {path} with --trainer.max_epochs=2; root {derived.root}" in (
+        ran.stdout
+    )
+    status = run_cli(["sweep", "status", str(path), *overrides], tmp_path, None)
+    assert status.returncode == 0 and "COMPLETE" in status.stdout, status.stdout + status.stderr
+    report = run_cli(["sweep", "report", str(path), *overrides], tmp_path, None)
+    assert report.returncode == 0, report.stderr
+    best = yaml.safe_load((derived.root / "report" / "best.yaml").read_text())
+    assert best["threads"] == 1 and best["checkpoint"]["dirpath"] is None
+    assert best["trainer"]["enable_progress_bar"] is None and best["trainer"]["max_epochs"] == 2
+    best_trial = load_study(derived, open_storage(derived)).best_trial
+    trial = derived.root / best_trial.user_attrs["run_dir"]
+    before = (trial / "checkpoints" / "last.ckpt").read_bytes()
+    rerun = ["fit", "--config", str(derived.root / "report" / "best.yaml")]
+    rerun += ["--trainer.default_root_dir", str(tmp_path / "rerun")]
+    again = run_cli(rerun, tmp_path, None)  # torch's own thread count here: 2 or more cores
+    assert again.returncode == 0, again.stderr
+    assert val_losses(tmp_path / "rerun") == val_losses(trial) and len(val_losses(trial)) == 2
+    assert (trial / "checkpoints" / "last.ckpt").read_bytes() == before  # the trial is untouched
