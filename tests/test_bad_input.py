@@ -210,7 +210,8 @@ def test_a_wrong_password_and_a_missing_study_never_show_the_password(tmp_path, 
         (
             {"model.init_args.layer.init_args.n_chan": {"choices": [1, 2]}},
             "space.model.init_args.layer.init_args.n_chan: fit refuses "
-            "model.init_args.layer.init_args.n_chan=1: WaveRNN: Option 'n_chan' is not accepted",
+            "model.init_args.layer.init_args.n_chan=1: WaveRNN: Option 'n_chan' is not accepted; "
+            "WaveRNN takes input_size, n_hid, n_ch, ",
         ),
         (
             {"model.init_args.layer.init_args.n_ch": {"choices": [1, "two"]}},
@@ -240,7 +241,7 @@ def test_a_wrong_password_and_a_missing_study_never_show_the_password(tmp_path, 
 def test_a_bad_space_is_refused_before_any_trial(tmp_path, capsys, space, message):
     for command in ("run", "worker"):
         data = tiny_sweep(tmp_path, space=space)
-        assert sweep_error(tmp_path, command, data, capsys) == message
+        assert sweep_error(tmp_path, command, data, capsys).startswith(message)
 
 
 def test_a_search_is_checked_at_the_ends_of_its_ranges(tmp_path, capsys):

@@ -1,10 +1,8 @@
 """`wave-lightning`: a LightningCLI over the layers, tasks and data of this package."""
 
 import importlib
-import inspect
 import os
 import sys
-import traceback
 
 import torch
 import torch.distributed as dist
@@ -14,6 +12,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSched
 from torch.optim import Optimizer
 
 from .checkpoints import CheckpointError, load_checkpoint, newest_checkpoint
+from .configcheck import LINKS, ConfigError, refused_value, set_by_user
 from .console import EpochLines
 from .data.batching import per_device_batch_size
 from .data.location import DataCorruptError, DataDownloadError, DataMissingError
@@ -23,45 +22,6 @@ from .loggers import default_loggers
 from .preemption import PreemptionCheckpoint
 from .rundir import RunFolderError, check_fresh, checkpoint_dir, default_run_dir
 from .tasks import NonFiniteLossError, SequenceTask
-
-LINKS = {  # data attribute -> model argument, set by the CLI at instantiation
-    "data.input_size": "model.init_args.layer.init_args.input_size",
-    "data.output_size": "model.init_args.output_size",
-    "data.seq_len": "model.init_args.seq_len",
-}
-
-
-class ConfigError(ValueError):
-    """A config value the parser accepts but the run cannot use."""
-
-
-def set_by_user(config, target: str) -> bool:
-    """Whether the config gives `target` (a CLASS.init_args.NAME key) a value other than the
-    class's default: what the CLI would silently replace by a linked value."""
-    owner_key, name = target.rsplit(".init_args.", 1)
-    owner = config.get(owner_key)
-    class_path = getattr(owner, "class_path", None)
-    value = owner.get("init_args", {}).get(name) if class_path else None
-    if value is None:
-        return False
-    module, cls = class_path.rsplit(".", 1)
-    signature = inspect.signature(getattr(importlib.import_module(module), cls))
-    parameter = signature.parameters.get(name)
-    default = getattr(parameter, "default", inspect.Parameter.empty)
-    return default is inspect.Parameter.empty or value != default
-
-
-def refused_value(error: BaseException) -> str:
-    """'<Class>: <message>' of the innermost error that jsonargparse wrapped, and the class
-    whose __init__ raised it (without jsonargparse's Namespace dump)."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    classes = []
-    frames = traceback.walk_tb(error.__traceback__)
-    for frame, _ in frames:
-        if frame.f_code.co_name == "__init__" and "self" in frame.f_locals:
-            classes.append(type(frame.f_locals["self"]).__name__)
-    return f"{classes[0]}: {error}" if classes else str(error)
 
 
 def class_name(config, key: str) -> str:
@@ -149,7 +109,10 @@ class WaveCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        check_devices(config.trainer.accelerator, config.trainer.devices)
+        try:
+            check_devices(config.trainer.accelerator, config.trainer.devices)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
         if config.threads is None:
             config.threads = torch.get_num_threads()  # recorded: the count changes the numbers
         if config.threads < 1:

@@ -6,6 +6,8 @@ a run folder or anything else written. A grid checks every point; a search check
 high end of every range. The first refused point is named by the space key that causes it.
 """
 
+import importlib
+import inspect
 import logging
 import re
 import warnings
@@ -83,22 +85,40 @@ class Checker:
 
 
 STRUCTURE = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value")
-CLASS_LINE = re.compile(r"Problem with given class_path '(?:.*\.)?([^.']+)'")
+CLASS_LINE = re.compile(r"Problem with given class_path '([^']+)'")
 KEY_LINE = re.compile(r'Parser key "([^"]+)"')
+UNKNOWN_OPTION = re.compile(r"Option '([^']+)' is not accepted")
 
 
 def parser_reason(text: str) -> str:
-    """jsonargparse's nested error as one line: '<Class>: <key>: <innermost problem>'."""
+    """jsonargparse's nested error as one line: '<Class>: <key>: <innermost problem>', with
+    the options a class takes when the problem is an option it does not."""
     lines = [line.strip().removeprefix("- ") for line in text.splitlines() if line.strip()]
-    owner, key = "", ""
+    class_path, key = "", ""
     for line in lines:
         if CLASS_LINE.match(line):
-            owner, key = CLASS_LINE.match(line).group(1) + ": ", ""
+            class_path, key = CLASS_LINE.match(line).group(1), ""
         elif KEY_LINE.match(line):
             key = KEY_LINE.match(line).group(1) + ": "
         elif not line.startswith(STRUCTURE) and line != "Expected a <class 'NoneType'>":
-            return f"{owner}{key if owner else ''}{line}"
+            if not class_path:
+                return line
+            if UNKNOWN_OPTION.match(line):
+                line += f"; {class_path.rsplit('.', 1)[-1]} takes {', '.join(options(class_path))}"
+            return f"{class_path.rsplit('.', 1)[-1]}: {key}{line}"
     return " ".join(lines)
+
+
+def options(class_path: str) -> list[str]:
+    """The keyword arguments of the class at `class_path`, those its **kwargs pass on included."""
+    module, name = class_path.rsplit(".", 1)
+    names: list[str] = []
+    for cls in getattr(importlib.import_module(module), name).__mro__:
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return list(dict.fromkeys(names))
 
 
 def fit_args(sweep: Sweep, params: dict[str, Any]) -> list[str]:
