@@ -153,3 +153,17 @@ def test_a_damaged_or_poisoned_checkpoint_given_to_a_command_is_one_line(
     refused = f"error: {poisoned}: refused to load: it asks to import posix.system"
     assert one_line_error([*given, str(poisoned)], capsys).startswith(refused)
     assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+def test_resume_from_last_skips_a_damaged_last_ckpt(real_checkpoint, tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    real = real_checkpoint.read_bytes()
+    place(real, checkpoints / "preempted.ckpt", 2)  # older, readable: global step 3
+    place(real, checkpoints / "last.ckpt", 1)
+    damage(checkpoints / "last.ckpt", "truncated", real)
+    args = [*tiny_copy_args(delay=2), *TINY, "--trainer.max_epochs", "2"]
+    args += ["--test_after_fit", "false", "--trainer.default_root_dir", str(tmp_path)]
+    with pytest.warns(UserWarning, match=f"skipping checkpoint: {checkpoints}/last.ckpt: not a"):
+        main(["fit", *args, "--ckpt_path", "last"])
+    resumed = load_checkpoint(checkpoints / "last.ckpt")
+    assert (resumed["epoch"], resumed["global_step"]) == (1, 6)  # one more epoch after step 3

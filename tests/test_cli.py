@@ -12,7 +12,6 @@ import yaml
 
 from tests.helpers import tiny_copy_args
 from wave_lightning.cli import main
-from wave_lightning.tasks import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[1]
 # the synthetic-task experiments; the image ones run on tiny files in test_image_experiments.py
@@ -95,7 +94,7 @@ def test_unknown_key_in_a_config_file(tmp_path, capsys):
 
 
 def test_bad_layer_argument_value_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="recurrent_init='spiral' is not allowed"):
+    with pytest.raises(SystemExit) as exit_info:
         main(
             [
                 "fit",
@@ -103,9 +102,14 @@ def test_bad_layer_argument_value_is_a_clear_error(tmp_path):
                 "--model.layer.init_args.recurrent_init",
                 "spiral",
                 "--trainer.default_root_dir",
-                str(tmp_path),
+                str(tmp_path / "run"),
             ]
         )
+    assert exit_info.value.code == (
+        "error: WaveRNN: recurrent_init='spiral' is not allowed; "
+        "choose one of shift, identity, random"
+    )
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_run_writes_config_logs_and_checkpoints(tmp_path, capsys):
@@ -171,12 +175,14 @@ def test_a_killed_run_resumed_from_last_ckpt_ends_with_the_same_weights(tmp_path
         assert torch.equal(a[key], b[key]), key
 
 
-def test_a_nan_loss_stops_training_and_keeps_the_good_checkpoint(tmp_path):
-    args = [
+def nan_run(root: Path, nan_from_batch: int) -> list[str]:
+    """fit arguments of an adding-task run whose inputs turn NaN at batch `nan_from_batch`."""
+    return [
+        "fit",
         "--data",
         "tests.helpers.NaNAddingTask",
         "--data.nan_from_batch",
-        "4",
+        str(nan_from_batch),
         "--data.seq_len",
         "6",
         *TINY,
@@ -189,10 +195,17 @@ def test_a_nan_loss_stops_training_and_keeps_the_good_checkpoint(tmp_path):
         "--trainer.max_epochs",
         "3",
         "--trainer.default_root_dir",
-        str(tmp_path),
+        str(root),
     ]
-    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step 4 \(epoch 1"):
-        main(["fit", *args])
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_good_checkpoint(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(nan_run(tmp_path, 4))
+    assert exit_info.value.code == (
+        "error: training loss is nan at step 4 (epoch 1, batch 1); training stopped, "
+        f"the last good checkpoint is kept: {tmp_path}/checkpoints/last.ckpt"
+    )
     last = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)
     assert last["global_step"] == 3
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())

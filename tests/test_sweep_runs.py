@@ -82,9 +82,10 @@ def metric_column(run: Path, name: str) -> list[float]:
 
 @pytest.mark.slow
 def test_grid_with_two_cpu_workers_on_the_journal(tmp_path):
-    lr = "optimizer.init_args.lr"
+    # a validation interval past the 2 training batches passes the config check, fails the run
+    key = "trainer.val_check_interval"
     path = write_sweep(
-        tmp_path, {lr: {"choices": [0.01, -1.0]}}, seeds=[0, 1], args=["--trainer.max_steps=4"]
+        tmp_path, {key: {"choices": [1, 100]}}, seeds=[0, 1], args=["--trainer.max_steps=4"]
     )
     result = sweep_cli(tmp_path, "run", str(path), "--workers", "2")
     assert result.returncode == 0, result.stderr
@@ -94,10 +95,13 @@ def test_grid_with_two_cpu_workers_on_the_journal(tmp_path):
     assert len(trials) == 4  # every grid point once, nothing twice
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert points_of(done) == [((lr, 0.01), ("seed", 0)), ((lr, 0.01), ("seed", 1))]
-    assert points_of(failed) == [((lr, -1.0), ("seed", 0)), ((lr, -1.0), ("seed", 1))]
+    assert points_of(done) == [(("seed", 0), (key, 1)), (("seed", 1), (key, 1))]
+    assert points_of(failed) == [(("seed", 0), (key, 100)), (("seed", 1), (key, 100))]
     for trial in failed:
-        assert trial.user_attrs["fail_reason"].endswith("ValueError: Invalid learning rate: -1.0")
+        assert (
+            "`val_check_interval` (100) must be less than or equal to the number of the training"
+            in (trial.user_attrs["fail_reason"])
+        )
     for trial in done:  # the value is the best val/loss the run logged
         run = sweep.root / trial.user_attrs["run_dir"]
         assert trial.value == min(metric_column(run, "val/loss"))
@@ -119,9 +123,9 @@ def test_grid_with_two_cpu_workers_on_the_journal(tmp_path):
     values = [t.value for t in sorted(done, key=lambda t: t.params["seed"])]
     cell = f"{statistics.fmean(values):.4g} ± {statistics.stdev(values):.2g}"
     table = (out / "ablation.md").read_text().splitlines()
-    assert table[2] == "| lr | seeds | val/loss | test/acc | test/loss |"
-    assert table[4].startswith(f"| 0.01 | 2 | {cell} |")  # one row: lr -1.0 never completed
-    assert f"| lr | 0.01 | 2 | {cell} |" in table
+    assert table[2] == "| val_check_interval | seeds | val/loss | test/acc | test/loss |"
+    assert table[4].startswith(f"| 1 | 2 | {cell} |")  # one row: 100 never completed
+    assert f"| val_check_interval | 1 | 2 | {cell} |" in table
     with open(out / "trials.csv", newline="") as handle:
         rows = {int(r["number"]): r for r in csv.DictReader(handle)}
     assert {n: r["state"] for n, r in rows.items()} == {t.number: t.state.name for t in trials}
@@ -129,7 +133,7 @@ def test_grid_with_two_cpu_workers_on_the_journal(tmp_path):
         assert float(rows[trial.number]["val/loss"]) == trial.value
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["seed_everything"] == study.best_trial.params["seed"]
-    assert best["optimizer"]["init_args"]["lr"] == 0.01
+    assert best["trainer"]["val_check_interval"] == 1
     assert best["trainer"]["callbacks"] is None and best["ckpt_path"] is None
     for plot in ("history.png", "ablation.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"

@@ -11,6 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from wave_lightning.sweep.objective import fit_command
 from wave_lightning.sweep.spec import SweepFileError, load_sweep
 from wave_lightning.sweep.storage import grid_points
+from wave_lightning.sweep.validate import check_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "sweeps").rglob("*.yaml"))
@@ -156,6 +157,7 @@ def test_sweep_run_on_a_bad_file_fails_before_any_trial(tmp_path):
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
-def test_shipped_sweeps_load(path):
+def test_shipped_sweeps_load_and_fit_accepts_every_trial(path):
     sweep = load_sweep(path)
     assert grid_points(sweep) if sweep.is_grid else sweep.trials > 0
+    check_space(sweep)  # raises SweepFileError naming the point fit would refuse

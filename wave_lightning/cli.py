@@ -1,9 +1,10 @@
 """`wave-lightning`: a LightningCLI over the layers, tasks and data of this package."""
 
 import importlib
+import os
 import sys
-from pathlib import Path
 
+import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -11,13 +12,16 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSched
 from torch.optim import Optimizer
 
 from .checkpoints import CheckpointError, load_checkpoint, newest_checkpoint
+from .configcheck import LINKS, ConfigError, refused_value, set_by_user
 from .console import EpochLines
 from .data.batching import per_device_batch_size
+from .data.location import DataCorruptError, DataDownloadError, DataMissingError
 from .devices import check_devices
 from .errors import fail
 from .loggers import default_loggers
 from .preemption import PreemptionCheckpoint
-from .tasks import SequenceTask
+from .rundir import RunFolderError, check_fresh, checkpoint_dir, default_run_dir
+from .tasks import NonFiniteLossError, SequenceTask
 
 
 def class_name(config, key: str) -> str:
@@ -53,10 +57,7 @@ class WaveCLI(LightningCLI):
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
-        kwargs.setdefault(
-            "trainer_defaults",
-            {"enable_progress_bar": sys.stderr.isatty(), "callbacks": [EpochLines()]},
-        )
+        kwargs.setdefault("trainer_defaults", {"callbacks": [EpochLines()]})
         kwargs.setdefault("parser_kwargs", {"prog": "wave-lightning", "description": DESCRIPTION})
         super().__init__(
             SequenceTask,
@@ -67,10 +68,17 @@ class WaveCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        """Parse; a damaged `--ckpt_path FILE` is an error before Lightning reads it."""
+        """Parse; refuse values of linked keys and a damaged `--ckpt_path FILE`."""
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        config = self.config[subcommand] if subcommand else self.config
+        for source, target in LINKS.items():
+            if set_by_user(config, target):
+                raise ConfigError(
+                    f"{target} is set from {source} (the data decides it); "
+                    f"remove {target} from the command line or config"
+                )
+        ckpt_path = config.get("ckpt_path")
         if ckpt_path not in (None, "last", "best", "hpc", "registry"):
             load_checkpoint(ckpt_path)
 
@@ -89,33 +97,58 @@ class WaveCLI(LightningCLI):
             default=True,
             help="after fit, test the best checkpoint (by checkpoint.monitor) on the test set",
         )
-        parser.link_arguments(
-            "data.input_size", "model.init_args.layer.init_args.input_size", apply_on="instantiate"
+        parser.add_argument(
+            "--threads",
+            type=int | None,
+            default=None,
+            help="CPU threads of torch (torch.set_num_threads); default: torch's own count, "
+            "which the saved config.yaml then records",
         )
-        parser.link_arguments(
-            "data.output_size", "model.init_args.output_size", apply_on="instantiate"
-        )
-        parser.link_arguments("data.seq_len", "model.init_args.seq_len", apply_on="instantiate")
+        for source, target in LINKS.items():
+            parser.link_arguments(source, target, apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        check_devices(config.trainer.accelerator, config.trainer.devices)
-        if config.trainer.default_root_dir is None:
-            data = class_name(config.data, "data")
-            layer = class_name(config.model.init_args.get("layer"), "layer")
-            config.trainer.default_root_dir = str(Path("runs") / f"{data}-{layer}")
-        if config.checkpoint.dirpath is None:
-            config.checkpoint.dirpath = str(Path(config.trainer.default_root_dir) / "checkpoints")
+        try:
+            check_devices(config.trainer.accelerator, config.trainer.devices)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+        if config.threads is None:
+            config.threads = torch.get_num_threads()  # recorded: the count changes the numbers
+        if config.threads < 1:
+            raise ConfigError(f"threads must be a positive integer, got {config.threads}")
+        torch.set_num_threads(config.threads)
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a bad value the classes refuse is one ConfigError."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            raise ConfigError(refused_value(error)) from error
+
+    def run_dir(self) -> str:
+        """trainer.default_root_dir, or runs/<Data>-<Layer> when the config gives none."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.default_root_dir is not None:
+            return config.trainer.default_root_dir
+        data = class_name(config.data, "data")
+        return default_run_dir(data, class_name(config.model.init_args.get("layer"), "layer"))
 
     def instantiate_trainer(self, **kwargs):
+        """The trainer, with the derived run folder, loggers and checkpoints decided here."""
         trainer_config = self._get(self.config_init, "trainer", default={})
+        root = kwargs.setdefault("default_root_dir", self.run_dir())
         if trainer_config.get("logger") in (None, True):
-            kwargs["logger"] = default_loggers(trainer_config["default_root_dir"])
+            kwargs["logger"] = default_loggers(root)
+        if trainer_config.get("enable_progress_bar") is None:
+            kwargs["enable_progress_bar"] = sys.stderr.isatty()  # not saved: the terminal's
+        checkpoint = self._get(self.config_init, "checkpoint")
+        if checkpoint.dirpath is None:
+            checkpoint.dirpath = os.path.realpath(checkpoint_dir(root))
         trainer = super().instantiate_trainer(**kwargs)
-        checkpoint_dir = self._get(self.config_init, "checkpoint").dirpath
-        self.last_checkpoint = last_checkpoint(checkpoint_dir)
+        self.last_checkpoint = last_checkpoint(checkpoint.dirpath)
         # after the monitored ModelCheckpoint, which stays trainer.checkpoint_callback (the best)
-        trainer.callbacks += [self.last_checkpoint, PreemptionCheckpoint(checkpoint_dir)]
+        trainer.callbacks += [self.last_checkpoint, PreemptionCheckpoint(checkpoint.dirpath)]
         return trainer
 
     def check_batch_split(self) -> None:
@@ -137,6 +170,8 @@ class WaveCLI(LightningCLI):
         config = self.config_init.fit
         if config.ckpt_path == "last":
             config.ckpt_path = self.resume_checkpoint()
+        elif config.ckpt_path is None and not self.trainer.fast_dev_run:
+            check_fresh(self.trainer.default_root_dir, self.last_checkpoint.dirpath)
 
     def resume_checkpoint(self) -> str:
         """The newest readable checkpoint of this run; an error when there is none."""
@@ -165,7 +200,16 @@ class WaveCLI(LightningCLI):
             print(f"checkpoints: {checkpoint.dirpath} ({saved})", flush=True)
 
 
-USER_ERRORS = (CheckpointError,)  # a mistake in what was given: one line, no traceback
+# mistakes in what was given (files, values, folders) or data that went bad: one line, no traceback
+USER_ERRORS = (
+    CheckpointError,
+    ConfigError,
+    RunFolderError,
+    DataMissingError,
+    DataCorruptError,
+    DataDownloadError,
+    NonFiniteLossError,
+)
 COMMANDS = {
     "sweep": "wave_lightning.sweep.cli",
     "analyze": "wave_lightning.analysis.cli",

@@ -1,4 +1,7 @@
-"""`wave-lightning sweep run|worker|status|report FILE`: Optuna sweeps over LightningCLI runs."""
+"""`wave-lightning sweep run|worker|status|report FILE [-- FIT ARGS]`: Optuna sweeps over
+LightningCLI runs. `fit` arguments after `--` are appended to the sweep's args: a derived sweep
+with its own study and root (named `<study>-<hash of the arguments>`); give `status` and
+`report` the same arguments to find it."""
 
 import argparse
 import sys
@@ -6,8 +9,10 @@ import warnings
 from pathlib import Path
 
 import optuna
+from sqlalchemy.exc import SQLAlchemyError
 
-from .spec import SweepFileError, load_sweep
+from ..errors import fail
+from .spec import Sweep, SweepFileError, load_sweep, shown_url, write_derived
 from .storage import StudyMismatchError, load_study, open_storage, open_study, recover_dead_trials
 
 
@@ -30,11 +35,45 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
-def run(args: argparse.Namespace) -> int:
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The sweep command's own arguments, and the `fit` overrides after `--`."""
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
+
+
+def checked_sweep(file: Path, overrides: list[str]) -> Sweep:
+    """The sweep whose every trial configuration fit accepts; a derived sweep file is written
+    (and its name printed) only once that holds."""
+    from .validate import check_space
+
+    sweep = load_sweep(file, overrides)
+    check_space(sweep)
+    if sweep.source is not None:
+        write_derived(sweep, file)
+        print(f"sweep {sweep.study}: {file} with {' '.join(overrides)}; root {sweep.root}")
+    return sweep
+
+
+def storage_failure(sweep: Sweep, error: SQLAlchemyError) -> SweepFileError:
+    """A storage that cannot be reached, as a one-line error with its password masked."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    file = sweep.source or sweep.path
+    return SweepFileError(f"{file}: storage: cannot use {shown_url(sweep.storage)}: {reason}")
+
+
+def masked(text: str, sweep: Sweep | None) -> str:
+    """`text` with the sweep's storage password masked."""
+    if sweep is None or sweep.storage is None:
+        return text
+    return text.replace(sweep.storage, shown_url(sweep.storage))
+
+
+def run(args: argparse.Namespace, sweep: Sweep) -> int:
     """Start the workers unless the sweep is already finished."""
     from .worker import is_finished, launch
 
-    sweep = load_sweep(args.file)
     study = open_study(sweep, open_storage(sweep))
     for number in recover_dead_trials(study, sweep):
         print(f"trial {number}: its worker is gone; queued again to resume", flush=True)
@@ -50,27 +89,40 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `wave-lightning sweep ...`."""
-    args = parser().parse_args(argv)
+    own, overrides = split_overrides(sys.argv[1:] if argv is None else list(argv))
+    args = parser().parse_args(own)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
+    sweep = None
     try:
-        if args.command == "run":
-            sys.exit(run(args))
-        sweep = load_sweep(args.file)
-        if args.command == "worker":
-            from .worker import work
-
-            work(sweep, args.threads)
-            return
-        study = load_study(sweep, open_storage(sweep))
-        if args.command == "status":
-            from .report import status_text
-
-            print(status_text(study, sweep))
+        if args.command in ("run", "worker"):
+            sweep = checked_sweep(args.file, overrides)
         else:
-            from .report import write_report
-
-            for path in write_report(study, sweep, args.out or sweep.root / "report"):
-                print(path)
+            sweep = load_sweep(args.file, overrides)
+        try:
+            command(args, sweep)
+        except SQLAlchemyError as error:
+            raise storage_failure(sweep, error) from error
     except (SweepFileError, StudyMismatchError) as error:
-        sys.exit(f"error: {error}")
+        fail(type(error)(masked(str(error), sweep)))
+
+
+def command(args: argparse.Namespace, sweep: Sweep) -> None:
+    """Run the sweep subcommand on a checked sweep."""
+    if args.command == "run":
+        sys.exit(run(args, sweep))
+    if args.command == "worker":
+        from .worker import work
+
+        work(sweep, args.threads)
+        return
+    study = load_study(sweep, open_storage(sweep))
+    if args.command == "status":
+        from .report import status_text
+
+        print(masked(status_text(study, sweep), sweep))
+    else:
+        from .report import write_report
+
+        for path in write_report(study, sweep, args.out or sweep.root / "report"):
+            print(path)

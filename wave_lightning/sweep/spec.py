@@ -16,6 +16,8 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from .factory import check_options
 
@@ -32,6 +34,7 @@ PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "t
 DIRECTIONS = ("minimize", "maximize")
 SEED_PARAM = "seed"
 HEARTBEAT = {"interval": 30, "grace": 120}
+DERIVED_FILE = "sweep.yaml"  # in the root of a sweep derived by command-line overrides
 
 
 class SweepFileError(ValueError):
@@ -78,6 +81,7 @@ class Sweep:
     max_retries: int
     heartbeat: dict[str, int]
     fingerprint: str
+    source: Path | None = None  # the sweep file given, when this one is derived by overrides
 
     @property
     def is_grid(self) -> bool:
@@ -101,25 +105,61 @@ def fail(path: Path, key: str, message: str) -> SweepFileError:
     return SweepFileError(f"{path}: {key}: {message}")
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The mapping in a YAML file, merged over the file named by its `extends` key."""
     if not path.is_file():
         raise SweepFileError(f"{path}: no such sweep file")
-    data = yaml.safe_load(path.read_text()) or {}
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise SweepFileError(f"{seen[0]}: extends: a cycle ({chain})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SweepFileError(f"{path}: not valid YAML: {where}{problem}") from error
     if not isinstance(data, dict):
         raise SweepFileError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
     parent = data.pop("extends", None)
     if parent is None:
         return {key: (path.parent, value) for key, value in data.items()}
-    merged = read_yaml(path.parent / parent)
+    merged = read_yaml(path.parent / str(parent), (*seen, path.resolve()))
     merged.update({key: (path.parent, value) for key, value in data.items()})
     return merged
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and check a sweep file; raise SweepFileError naming the first bad key."""
+def derive(path: Path, located: dict[str, Any], overrides: list[str]) -> Path:
+    """Apply command-line `fit` overrides to a sweep read from `path`: they follow its args,
+    and the study and root get a suffix hashing them; the derived sweep file's path."""
+    suffix = hashlib.sha256(json.dumps(overrides).encode()).hexdigest()[:8]
+    folder, args = located.get("args", (path.parent, []))
+    if not isinstance(args, list):
+        raise fail(path, "args", "expected a list of `wave-lightning fit` arguments")
+    located["args"] = (folder, [*args, *overrides])
+    study = check_name(path, located.get("study", (path.parent, None))[1])
+    located["study"] = (path.parent, f"{study}-{suffix}")
+    root = located.get("root", (path.parent, None))[1]
+    root = f"{root}-{suffix}" if root else str(Path("runs") / "sweeps" / f"{study}-{suffix}")
+    located["root"] = (path.parent, root)
+    return Path(root) / DERIVED_FILE
+
+
+def write_derived(sweep: Sweep, original: Path) -> None:
+    """The derived sweep file at sweep.path: the original file with the new study, root, args;
+    what trials, workers and `status`/`report` read."""
+    sweep.root.mkdir(parents=True, exist_ok=True)
+    data = {"extends": str(original.resolve()), "study": sweep.study}
+    data |= {"root": str(sweep.root), "args": sweep.args}
+    sweep.path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
+    """Read and check a sweep file, with `fit` overrides after its args (a derived sweep);
+    raise SweepFileError naming the first bad key."""
     path = Path(path)
     located = read_yaml(path)
+    sweep_path = derive(path, located, list(overrides)) if overrides else path
     unknown = sorted(set(located) - KEYS)
     if unknown:
         raise fail(path, unknown[0], f"unknown key; allowed keys are {', '.join(sorted(KEYS))}")
@@ -145,7 +185,7 @@ def load_sweep(path: str | Path) -> Sweep:
     if direction not in DIRECTIONS:
         raise fail(path, "metric.direction", f"{direction!r}; choose one of {DIRECTIONS}")
     return Sweep(
-        path=path,
+        path=sweep_path,
         study=study,
         configs=check_files(path, "configs", data["configs"], base["configs"]),
         args=check_args(path, data.get("args", [])),
@@ -161,6 +201,7 @@ def load_sweep(path: str | Path) -> Sweep:
         max_retries=check_count(path, "max_retries", data.get("max_retries", 3)),
         heartbeat=check_heartbeat(path, data.get("heartbeat", {})),
         fingerprint=fingerprint(data),
+        source=path if overrides else None,
     )
 
 
@@ -301,8 +342,27 @@ def check_heartbeat(path: Path, value: Any) -> dict[str, int]:
 
 
 def check_storage(path: Path, value: Any) -> str | None:
+    """An SQLAlchemy URL whose database driver is installed, or None (the journal file)."""
     if value is None:
         return None
     if not isinstance(value, str) or "://" not in value:
         raise fail(path, "storage", f"expected an SQLAlchemy URL or nothing, got {value!r}")
+    try:
+        make_url(value).get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as error:
+        scheme = value.split("://", 1)[0]
+        raise fail(
+            path,
+            "storage",
+            f"{shown_url(value)}: no SQLAlchemy dialect {scheme!r} ({error.__class__.__name__}); "
+            "use e.g. postgresql+psycopg2://USER:PASSWORD@HOST:5432/DB or sqlite:///FILE",
+        ) from error
     return value
+
+
+def shown_url(url: str) -> str:
+    """A storage URL fit to print: its password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url

@@ -1,5 +1,7 @@
 """What every objective shares: the model, the loss loop, the non-finite guard, loss logging."""
 
+from pathlib import Path
+
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
@@ -58,7 +60,7 @@ class SequenceTask(LightningModule):
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped, "
-                "the last good checkpoint is kept"
+                f"{self.kept_checkpoint()}"
             )
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         return loss
@@ -68,8 +70,16 @@ class SequenceTask(LightningModule):
         if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()):
             raise NonFiniteLossError(
                 f"non-finite gradient at step {self.global_step} (epoch {self.current_epoch}); "
-                "training stopped, the last good checkpoint is kept"
+                f"training stopped, {self.kept_checkpoint()}"
             )
+
+    def kept_checkpoint(self) -> str:
+        """What a non-finite loss leaves to resume from: the newest checkpoint saved, if any."""
+        saved = [c.best_model_path for c in self.trainer.checkpoint_callbacks]
+        saved = [Path(path) for path in saved if path and Path(path).is_file()]
+        if not saved:
+            return "no checkpoint was saved before it"
+        return f"the last good checkpoint is kept: {max(saved, key=lambda p: p.stat().st_mtime_ns)}"
 
     def evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch

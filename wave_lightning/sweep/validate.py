@@ -1,0 +1,180 @@
+"""Every trial's `fit` arguments checked against the config schema before the first trial.
+
+Each point is parsed by the fit command's own LightningCLI parser and its model, data and
+callbacks are built (which runs the layers' own checks of names and shapes), without a trainer,
+a run folder or anything else written. A grid checks every point; a search checks the low and
+high end of every range. The first refused point is named by the space key that causes it.
+"""
+
+import importlib
+import inspect
+import logging
+import re
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import ArgumentError
+from optuna.distributions import CategoricalDistribution
+
+from ..cli import WaveCLI
+from .objective import fit_command
+from .spec import SEED_PARAM, Sweep, SweepFileError
+from .storage import grid_points
+
+UNSTARTED = Path("/nonexistent/wave-lightning-check")  # fit_command adds no --ckpt_path here
+
+
+class FitArgsCheck(WaveCLI):
+    """The fit CLI up to the built model and data: no trainer, no run, nothing written."""
+
+    def __init__(self, args: list[str]) -> None:
+        parser_kwargs = {"prog": "wave-lightning fit", "exit_on_error": False}
+        super().__init__(args=args, run=False, parser_kwargs=parser_kwargs)
+
+    def instantiate_trainer(self, **kwargs) -> None:
+        """No trainer: building one is slow and checks nothing of the config."""
+        return None
+
+    def check(self, args: list[str]) -> None:
+        """Parse `args` and build their model and data with this parser."""
+        self.parse_arguments(self.parser, args)
+        self.before_instantiate_classes()
+        self.instantiate_classes()
+
+
+@contextmanager
+def quiet():
+    """No 'Seed set to' line and no warning of LightningCLI about sys.argv during a check."""
+    seed_logger = logging.getLogger("lightning.fabric.utilities.seed")
+    level = seed_logger.level
+    seed_logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            yield
+    finally:
+        seed_logger.setLevel(level)
+
+
+class Checker:
+    """Checks fit arguments with one parser, built by the first check."""
+
+    def __init__(self) -> None:
+        self.cli: FitArgsCheck | None = None
+
+    def check(self, args: list[str]) -> None:
+        if self.cli is None:
+            self.cli = FitArgsCheck(args)
+        else:
+            self.cli.check(args)
+
+    def refusal(self, args: list[str]) -> str | None:
+        """Why `args` cannot run (one line), or None when they can."""
+        threads = torch.get_num_threads()
+        try:
+            with quiet():
+                self.check(args)
+        except (ArgumentError, ValueError, TypeError, ImportError) as error:
+            return parser_reason(str(error))
+        finally:
+            torch.set_num_threads(threads)  # the check applies --threads, not to this process
+        return None
+
+
+STRUCTURE = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value")
+CLASS_LINE = re.compile(r"Problem with given class_path '([^']+)'")
+KEY_LINE = re.compile(r'Parser key "([^"]+)"')
+UNKNOWN_OPTION = re.compile(r"Option '([^']+)' is not accepted")
+
+
+def parser_reason(text: str) -> str:
+    """jsonargparse's nested error as one line: '<Class>: <key>: <innermost problem>', with
+    the options a class takes when the problem is an option it does not."""
+    lines = [line.strip().removeprefix("- ") for line in text.splitlines() if line.strip()]
+    class_path, key = "", ""
+    for line in lines:
+        if CLASS_LINE.match(line):
+            class_path, key = CLASS_LINE.match(line).group(1), ""
+        elif KEY_LINE.match(line):
+            key = KEY_LINE.match(line).group(1) + ": "
+        elif not line.startswith(STRUCTURE) and line != "Expected a <class 'NoneType'>":
+            if not class_path:
+                return line
+            if UNKNOWN_OPTION.match(line):
+                line += f"; {class_path.rsplit('.', 1)[-1]} takes {', '.join(options(class_path))}"
+            return f"{class_path.rsplit('.', 1)[-1]}: {key}{line}"
+    return " ".join(lines)
+
+
+def options(class_path: str) -> list[str]:
+    """The keyword arguments of the class at `class_path`, those its **kwargs pass on included."""
+    module, name = class_path.rsplit(".", 1)
+    names: list[str] = []
+    for cls in getattr(importlib.import_module(module), name).__mro__:
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return list(dict.fromkeys(names))
+
+
+def fit_args(sweep: Sweep, params: dict[str, Any]) -> list[str]:
+    """The fit arguments (no interpreter, no subcommand) of a first start at `params`."""
+    return fit_command(sweep, {**params, SEED_PARAM: sweep.seeds[0]}, UNSTARTED, 0)[4:]
+
+
+def extremes(sweep: Sweep) -> list[dict[str, Any]]:
+    """Points to check: every grid point (one seed), or the low and high ends of a search."""
+    if sweep.is_grid:
+        points = [{k: v for k, v in p.items() if k != SEED_PARAM} for p in grid_points(sweep)]
+        return [dict(p) for p in {tuple(p.items()): p for p in points}.values()]
+    ends = []
+    for pick in (0, -1):
+        ends.append({f.name: end(f.distribution, pick) for f in sweep.factors})
+    return ends
+
+
+def end(distribution: Any, pick: int) -> Any:
+    """The first or last choice of a categorical, the low or high end of a range."""
+    if isinstance(distribution, CategoricalDistribution):
+        return distribution.choices[pick]
+    return distribution.low if pick == 0 else distribution.high
+
+
+def blame(sweep: Sweep, checker: Checker, point: dict[str, Any], passed: dict[str, Any]) -> str:
+    """The space key refused at `point`: the first one that, set back to its value at a point
+    that passed, lets `point` pass; else the key that fit's reason names."""
+    changed = [f.name for f in sweep.factors if passed and point[f.name] != passed[f.name]]
+    for name in changed:
+        if checker.refusal(fit_args(sweep, {**point, name: passed[name]})) is None:
+            return f"space.{name}"
+    return named_key(sweep, point, checker.refusal(fit_args(sweep, point)) or "")
+
+
+def named_key(sweep: Sweep, point: dict[str, Any], reason: str) -> str:
+    """The space key whose name or value fit's reason mentions; `args` when none does."""
+    for factor in sweep.factors:
+        if factor.name in reason or factor.name.rsplit(".", 1)[-1] in reason:
+            return f"space.{factor.name}"
+    for factor in sweep.factors:
+        if repr(point[factor.name]) in reason or f'"{point[factor.name]}"' in reason:
+            return f"space.{factor.name}"
+    return "args"
+
+
+def check_space(sweep: Sweep) -> None:
+    """Raise SweepFileError naming the sweep file and space key of the first point that fit
+    would refuse, with fit's reason (which says what is allowed)."""
+    checker = Checker()
+    passed: dict[str, Any] = {}
+    for point in extremes(sweep):
+        reason = checker.refusal(fit_args(sweep, point))
+        if reason is not None:
+            key = blame(sweep, checker, point, passed)
+            values = ", ".join(f"{k}={v!r}" for k, v in point.items())
+            file = sweep.source or sweep.path
+            raise SweepFileError(f"{file}: {key}: fit refuses {values}: {reason}")
+        passed = point
