@@ -45,7 +45,7 @@ def fit(root: Path, *args: str) -> list[str]:
     [
         (["--model.layer.init_args.n_hid", "-3"], "WaveRNN: n_hid must be a positive integer, got -3"),  # noqa: E501
         (["--model.layer.init_args.kernel_size", "4"], "WaveRNN: kernel_size must be odd, got 4"),
-        (["--data.delay", "-1"], "CopyTask: delay must be >= 0, got -1"),
+        (["--data.delay", "-1"], "CopyTask: delay must be >= 0 with layout='paper', got -1"),
         (
             ["--model.init_args.layer.init_args.input_size", "7"],
             "model.init_args.layer.init_args.input_size is set from data.input_size (the data "
