@@ -41,8 +41,9 @@ class Recorder:
 
     def __init__(self, command, env):
         Recorder.calls.append((command, env))
+        self.pid = len(Recorder.calls)
 
-    def wait(self) -> int:
+    def poll(self) -> int:
         return 0
 
 

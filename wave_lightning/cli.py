@@ -8,13 +8,14 @@ import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
 from .console import EpochLines
 from .data.batching import per_device_batch_size
 from .devices import check_devices
 from .loggers import default_loggers
-from .preemption import PreemptionCheckpoint, newest_checkpoint
+from .preemption import PREEMPTED_EXIT, PreemptionCheckpoint, newest_checkpoint
 from .tasks import SequenceTask
 
 
@@ -151,6 +152,8 @@ def main(args: list[str] | None = None) -> None:
         return
     try:
         WaveCLI(args=args)
+    except SIGTERMException:  # a SystemExit with status 0; the run did not reach its end
+        sys.exit(PREEMPTED_EXIT)
     finally:
         release_process_group()
 

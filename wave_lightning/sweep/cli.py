@@ -32,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Start the workers unless the sweep is already finished."""
-    from .worker import is_finished, launch
+    from .worker import is_finished, launch, summary_text
 
     sweep = load_sweep(args.file)
     study = open_study(sweep, open_storage(sweep))
@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers or (len(gpus) if gpus else 1)
     if gpus is not None and len(gpus) != workers:
         sys.exit(f"error: --workers {workers} needs one GPU each, got --gpus {args.gpus}")
-    return launch(sweep, workers, gpus, args.threads)
+    code = launch(sweep, workers, gpus, args.threads)
+    print(summary_text(load_study(sweep, open_storage(sweep)), sweep), flush=True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,8 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "worker":
             from .worker import work
 
-            work(sweep, args.threads)
-            return
+            sys.exit(work(sweep, args.threads))
         study = load_study(sweep, open_storage(sweep))
         if args.command == "status":
             from .report import status_text
