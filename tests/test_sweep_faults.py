@@ -366,7 +366,9 @@ def test_a_retry_resumes_from_the_newest_readable_checkpoint(tmp_path):
     with open(run / "metrics.csv", "w") as handle:
         handle.write("epoch,step,train/loss\n" + "".join(f"0,{s},1.0\n" for s in range(9)))
     params = {"seed": 0, "model.init_args.layer.init_args.recurrent_init": "shift"}
-    command = prepare(trial, sweep, run, params)
+    lines = []
+    command = prepare(trial, sweep, run, params, lines.append)
+    assert lines == ["trial 0: resumes from step 7 (preempted.ckpt)"]
     assert command[-2:] == ["--ckpt_path", "last"]
     assert study.get_trials()[0].user_attrs["resumed_from_step"] == 7
     assert [int(r["step"]) for r in rows_of(run)] == list(range(7))  # the resume logs 7 on

@@ -193,7 +193,9 @@ def test_metrics(run_dir: Path) -> dict[str, float]:
     return metrics
 
 
-def prepare(trial: optuna.Trial, sweep: Sweep, run_dir: Path, params: dict) -> list[str]:
+def prepare(
+    trial: optuna.Trial, sweep: Sweep, run_dir: Path, params: dict, log: Callable[[str], None]
+) -> list[str]:
     """Under the lease: clear the last attempt's records, pick the newest readable checkpoint,
     drop the metrics rows logged after it, record and write the command; the command."""
     for name in (PRUNED_FILE, COMPLETED_FILE):
@@ -202,6 +204,7 @@ def prepare(trial: optuna.Trial, sweep: Sweep, run_dir: Path, params: dict) -> l
     step = checkpoint_step(checkpoint)
     if step is not None:
         trial.set_user_attr("resumed_from_step", step)
+        log(f"trial {trial.number}: resumes from step {step} ({Path(checkpoint).name})")
     trim_metrics(run_dir, step or 0)  # a start from scratch logs every step again
     command = fit_command(sweep, params, run_dir, trial.number, resume=checkpoint is not None)
     (run_dir / COMMAND_FILE).write_text(shlex.join(command) + "\n")
@@ -235,7 +238,7 @@ def objective(
     run_dir.mkdir(parents=True, exist_ok=True)
     trial.set_user_attr("run_dir", name)
     with run_folder_lease(run_dir, trial.number, log):
-        command = prepare(trial, sweep, run_dir, params)
+        command = prepare(trial, sweep, run_dir, params, log)
         code = run_child(command, run_dir / LOG_FILE, env, started)
     if (run_dir / PRUNED_FILE).is_file():
         raise optuna.TrialPruned(last_line(run_dir / LOG_FILE))

@@ -30,7 +30,8 @@ from .factory import make_pruner, make_sampler
 from .spec import Sweep
 
 READY_TIMEOUT_S = 120.0
-ATTEMPT_ATTRS = ("worker", "fail_reason", "prune_reason")  # of one attempt, never of its retry
+# of one attempt, never of its retry
+ATTEMPT_ATTRS = ("worker", "fail_reason", "prune_reason", "resumed_from_step")
 
 
 class StudyMismatchError(RuntimeError):

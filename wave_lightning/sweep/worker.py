@@ -113,11 +113,8 @@ def run_trial(
     """Run one claimed trial under heartbeats and record how it ended (with the reason)."""
     params = " ".join(f"{n}={suggest(trial, n, d)}" for n, d in sweep.space.items())
     frozen = study._storage.get_trial(trial._trial_id)
-    again = (
-        f", retry of trial {frozen.system_attrs['failed_trial']}"
-        if origin(frozen) != trial.number
-        else ""
-    )
+    history = frozen.system_attrs.get("retry_history")
+    again = f", retry of trial {history[-1]}" if history else ""
     where = f"trial {trial.number} ({position(study, sweep, trial)}{again})"
     log(f"{where}: start {params}")
     state, value, reason, retry = TrialState.COMPLETE, None, None, False
