@@ -1,4 +1,7 @@
-"""Time the recurrence forms side by side: reference loop, fast form, torch GRU / LSTM.
+"""Time the recurrence forms side by side, kernel only: reference loop, fast form, GRU / LSTM.
+
+Kernel only: the loss is the sum of the layer's states, whose gradient costs nothing to bring
+into any layout; benchmarks/training_step.py times what training runs (readout, loss, Adam).
 
 For each scale and form it runs forward+backward (and forward only under no_grad) `--repeats`
 times, alternating forms within each repeat so that machine noise hits all of them alike, and
@@ -256,7 +259,9 @@ def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float) ->
 
 def print_table(rows: list[dict], rate: float) -> None:
     """Print the rows as a Markdown table."""
-    print(f"\nmatmul rate: {rate:.1f} GFLOP/s, threads: {torch.get_num_threads()}\n")
+    print(f"\nmatmul rate: {rate:.1f} GFLOP/s, threads: {torch.get_num_threads()}")
+    print("kernel only: the layer, loss = sum of its states (benchmarks/training_step.py times")
+    print("the whole training step)\n")
     print("| scale | mode | form | median ms | x reference | GFLOP/s | % of matmul | peak MiB |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for row in rows:

@@ -317,3 +317,58 @@ def test_fast_forms_refuse_double_backward_instead_of_returning_wrong_values(imp
     (grad,) = torch.autograd.grad(layer(x)[0].square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         grad.sum().backward()
+
+
+LARGE_FORMS = [
+    (lambda: IRNN(3, 32), "fast"),
+    (lambda: WaveRNN(3, 8, 4), "fast"),
+    (lambda: WaveRNN(3, 8, 4), "cpp"),
+    (lambda: LocalRNN(3, 8, 4), "fast"),
+    (lambda: LocalRNN(3, 8, 4), "cpp"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make_layer", "impl"), LARGE_FORMS, ids=["irnn-fast", *[i.lower() for i in RING_IDS]]
+)
+def test_float32_gradients_stay_accurate_at_large_state_magnitudes(make_layer, impl):
+    # a last input of about 1e6 makes each sequence's last state huge while every earlier one
+    # is of order 1: a weight gradient that pairs a sequence's first dz with the previous
+    # sequence's last state and subtracts it again (IRNN's fast form did) loses 1e-3 of it
+    torch.manual_seed(0)
+    layer = make_layer()
+    x = torch.randn(16, 30, 3, dtype=torch.float64)
+    x[:, -1] *= 1e6
+    h0 = torch.rand(16, layer.hidden_size, dtype=torch.float64)
+
+    def run(form: str, precision: torch.dtype) -> list[torch.Tensor]:
+        inputs = [t.to(precision).requires_grad_() for t in (x, h0)]
+        return outputs_and_grads(copy.deepcopy(layer).to(precision), form, *inputs)
+
+    truth = run("reference", torch.float64)
+    assert truth[0].abs().max() > 1e6
+    for got, want in zip(run(impl, torch.float32), truth, strict=True):
+        assert ((got.double() - want).norm() / want.norm()).item() < 1e-5
+
+
+def test_the_cpp_build_is_keyed_by_cpu_torch_build_and_source(monkeypatch):
+    name = cpp_ring.build_name()
+    assert name.startswith("wave_lightning_ring_cpu_")
+    assert str(Path(torch.__file__).parent) in cpp_ring.torch_tag()
+    assert str(torch._C._GLIBCXX_USE_CXX11_ABI) in cpp_ring.torch_tag()
+    monkeypatch.setattr(cpp_ring, "torch_tag", lambda: "2.0.0 /other/venv/torch False")
+    other_torch = cpp_ring.build_name()
+    monkeypatch.setattr(cpp_ring, "cpu_tag", lambda: "x86_64 another CPU")
+    assert len({name, other_torch, cpp_ring.build_name()}) == 3
+
+
+def test_a_first_build_says_so_in_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    cpp_ring.announce_build("ring_probe")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "compiling the C++ ring recurrence for this CPU and torch build" in err
+    assert "about 35 s" in err and str(tmp_path / "ring_probe") in err
+    (tmp_path / "ring_probe" / "ring_probe.so").touch()  # built: later loads say nothing
+    cpp_ring.announce_build("ring_probe")
+    assert capsys.readouterr().err == ""

@@ -13,7 +13,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from tests.helpers import tiny_copy_args
-from wave_lightning.preemption import PREEMPTED_EXIT, newest_checkpoint
+from wave_lightning.checkpoints import newest_checkpoint
+from wave_lightning.preemption import PREEMPTED_EXIT
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -87,22 +88,6 @@ def assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
-
-
-def test_newest_checkpoint_is_what_last_resumes(tmp_path):
-    checkpoints = tmp_path / "checkpoints"
-    assert newest_checkpoint(tmp_path, checkpoints) is None  # a first start
-    checkpoints.mkdir()
-    names = ["checkpoints/epoch=0-step=3.ckpt", "checkpoints/last.ckpt", "hpc_ckpt_1.ckpt"]
-    names += ["checkpoints/preempted.ckpt", "checkpoints/last-v1.ckpt"]
-    for age, name in enumerate(names):  # the first name is the newest
-        (tmp_path / name).touch()
-        os.utime(tmp_path / name, ns=(0, (100 - age) * 10**9))
-    expected = names[1:]  # never a best-model checkpoint
-    for name in expected:
-        assert newest_checkpoint(tmp_path, checkpoints) == str(tmp_path / name)
-        (tmp_path / name).unlink()
-    assert newest_checkpoint(tmp_path, checkpoints) is None
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,14 @@
-"""The recurrence benchmark runs end to end: timings, ratios, peak memory, JSON."""
+"""The benchmarks run end to end: timings, ratios, peak memory, JSON; the kernel-only one and
+the whole training step."""
 
 import json
 import os
+from dataclasses import replace
 
 import pytest
+import torch
 
-from benchmarks import recurrence
+from benchmarks import recurrence, training_step
 
 
 @pytest.mark.slow
@@ -38,3 +41,43 @@ def die(job):
 def test_a_killed_peak_measurement_gives_no_peak_and_a_message(capsys):
     assert recurrence.peak_in_child(("copy", "wrnn-cpp", 1), measure=die) is None
     assert "wrnn-cpp at copy: the measuring process died" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_training_step_benchmark_times_whole_steps_side_by_side(tmp_path, capsys):
+    out = tmp_path / "steps.json"
+    forms = ["wrnn-reference", "wrnn-authors", "wrnn-cpp", "gru"]
+    training_step.main(
+        ["--shapes", "mnist1d", "--forms", *forms, "--repeats", "2", "--threads", "1",
+         "--json", str(out)]
+    )  # fmt: skip
+    data = json.loads(out.read_text())
+    assert data["meta"]["threads"] == 1 and data["meta"]["matmul_gflops"] > 0
+    rows = {row["form"]: row for row in data["rows"]}
+    assert list(rows) == forms
+    for row in rows.values():
+        assert len(row["times_ms"]) == 2 and row["median_ms"] > 0 and row["peak_mib"] > 0
+        assert 0 < row["fraction_of_matmul"] < 2
+    assert rows["wrnn-reference"]["x_reference"] == 1.0
+    fastest = min(rows["wrnn-reference"]["median_ms"], rows["wrnn-authors"]["median_ms"])
+    assert rows["wrnn-cpp"]["x_best_baseline"] == pytest.approx(
+        fastest / rows["wrnn-cpp"]["median_ms"]
+    )
+    assert "| mnist1d | wrnn-cpp |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape", ["copy30", "adding100", "mnist1d"])
+def test_the_authors_form_computes_the_same_model_as_the_reference(shape):
+    s = replace(training_step.SHAPES[shape], batch=4, steps=6)
+    reference = training_step.make_task("wrnn-reference", s, torch.device("cpu"))
+    authors = training_step.make_task("wrnn-authors", s, torch.device("cpu"))
+    assert isinstance(authors.model, training_step.AuthorsForm)
+    for a, b in zip(reference.parameters(), authors.parameters(), strict=True):
+        assert torch.equal(a, b)  # the same weights
+    x = torch.rand(s.batch, s.steps, s.inputs)
+    torch.testing.assert_close(authors(x), reference(x))
+
+
+def test_training_step_benchmark_rejects_unknown_shapes():
+    with pytest.raises(SystemExit):
+        training_step.main(["--shapes", "huge"])

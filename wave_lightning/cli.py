@@ -11,11 +11,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSched
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
+from .checkpoints import CheckpointError, load_checkpoint, newest_checkpoint
 from .console import EpochLines
 from .data.batching import per_device_batch_size
 from .devices import check_devices
+from .errors import fail
 from .loggers import default_loggers
-from .preemption import PREEMPTED_EXIT, PreemptionCheckpoint, newest_checkpoint
+from .preemption import PREEMPTED_EXIT, PreemptionCheckpoint
 from .tasks import SequenceTask
 
 
@@ -64,6 +66,14 @@ class WaveCLI(LightningCLI):
             subclass_mode_data=True,
             **kwargs,
         )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """Parse; a damaged `--ckpt_path FILE` is an error before Lightning reads it."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+            load_checkpoint(ckpt_path)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -115,15 +125,31 @@ class WaveCLI(LightningCLI):
         if isinstance(batch_size, int):
             per_device_batch_size(batch_size, self.trainer)
 
-    before_validate = before_test = before_predict = check_batch_split
+    def before_evaluation(self) -> None:
+        """Check the batch split; load any checkpoint weights-only."""
+        self.check_batch_split()
+        self.config_init[self.subcommand].weights_only = True
+
+    before_validate = before_test = before_predict = before_evaluation
 
     def before_fit(self) -> None:
         """Check the batch split; resolve `--ckpt_path last` (see newest_checkpoint)."""
-        self.check_batch_split()
+        self.before_evaluation()
         config = self.config_init.fit
         if config.ckpt_path == "last":
-            checkpoint_dir = self._get(self.config_init, "checkpoint").dirpath
-            config.ckpt_path = newest_checkpoint(self.trainer.default_root_dir, checkpoint_dir)
+            config.ckpt_path = self.resume_checkpoint()
+
+    def resume_checkpoint(self) -> str:
+        """The newest readable checkpoint of this run; an error when there is none."""
+        run_dir = self.trainer.default_root_dir
+        checkpoint_dir = self._get(self.config_init, "checkpoint").dirpath
+        newest = newest_checkpoint(run_dir, checkpoint_dir)
+        if newest is None:
+            raise CheckpointError(
+                f"--ckpt_path last: no readable checkpoint to resume in {checkpoint_dir} "
+                "(leave out --ckpt_path to start a new run)"
+            )
+        return newest
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
@@ -131,13 +157,16 @@ class WaveCLI(LightningCLI):
         saved = f"last: {self.last_checkpoint.best_model_path}, best: {checkpoint.best_model_path}"
         if self.config.fit.test_after_fit and not self.trainer.interrupted:
             best = checkpoint.best_model_path or None
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+            self.trainer.test(
+                self.model, datamodule=self.datamodule, ckpt_path=best, weights_only=True
+            )
         log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask
         if self.trainer.is_global_zero:
             print(f"logs: {log_dir}", flush=True)
             print(f"checkpoints: {checkpoint.dirpath} ({saved})", flush=True)
 
 
+USER_ERRORS = (CheckpointError,)  # a mistake in what was given: one line, no traceback
 COMMANDS = {
     "sweep": "wave_lightning.sweep.cli",
     "analyze": "wave_lightning.analysis.cli",
@@ -154,6 +183,8 @@ def main(args: list[str] | None = None) -> None:
         WaveCLI(args=args)
     except SIGTERMException:  # a SystemExit with status 0; the run did not reach its end
         sys.exit(PREEMPTED_EXIT)
+    except USER_ERRORS as error:
+        fail(error)
     finally:
         release_process_group()
 

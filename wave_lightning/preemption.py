@@ -5,9 +5,9 @@ rank of a distributed run); PreemptionCheckpoint writes checkpoints/preempted.ck
 step boundary, so a resumed run continues exactly. Outside SLURM, SIGUSR1 means the same as
 SIGTERM. Under SLURM, Lightning's own SIGUSR1 handler stays in charge (it writes
 hpc_ckpt_N.ckpt in the run directory and requeues the job with `scontrol requeue`); the SIGTERM
-that SLURM then sends ends the run here, with preempted.ckpt. `newest_checkpoint` is what
-`--ckpt_path last` resumes from. A run stopped so exits with PREEMPTED_EXIT, never 0: it did
-not reach its end.
+that SLURM then sends ends the run here, with preempted.ckpt. `--ckpt_path last` resumes from
+the newest readable one (wave_lightning.checkpoints.newest_checkpoint). A run stopped so exits
+with PREEMPTED_EXIT, never 0: it did not reach its end.
 """
 
 import os
@@ -57,13 +57,3 @@ class PreemptionCheckpoint(Callback):
 def stop_like_sigterm(signum: int, frame: Any) -> None:
     """SIGUSR1 handler where nobody else handles it: ask Lightning to stop, as SIGTERM does."""
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-def newest_checkpoint(run_dir: str | Path, checkpoint_dir: str | Path) -> str | None:
-    """The newest of last*.ckpt and preempted.ckpt in `checkpoint_dir` and Lightning's SLURM
-    hpc_ckpt_*.ckpt in `run_dir`; None when there is none (a first start)."""
-    checkpoints = Path(checkpoint_dir)
-    candidates = [*checkpoints.glob("last*.ckpt"), checkpoints / PREEMPTED]
-    candidates += Path(run_dir).glob("hpc_ckpt_*.ckpt")
-    existing = [path for path in candidates if path.is_file()]
-    return str(max(existing, key=lambda path: path.stat().st_mtime_ns)) if existing else None

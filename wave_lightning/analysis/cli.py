@@ -6,6 +6,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..checkpoints import CheckpointError
+from ..errors import fail
 from ..tasks import load_task
 from .inputs import STAGES, data_batch, load_datamodule, run_config_path
 from .record import impulse_inputs, ring_shape
@@ -68,9 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of `wave-lightning analyze`."""
     args = build_parser().parse_args(argv)
     ckpt = Path(args.ckpt)
-    if not ckpt.is_file():
-        raise SystemExit(f"analyze: no checkpoint at {ckpt}")
-    task = load_task(ckpt)
+    try:
+        task = load_task(ckpt)
+    except CheckpointError as error:
+        fail(error)
     layer = task.model.layer
     inputs = driving_inputs(args, layer, task.hparams.get("seq_len"))
     if not 0 <= args.example < len(inputs):

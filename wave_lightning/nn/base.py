@@ -16,8 +16,10 @@ class SimpleRecurrence(nn.Module):
     a fast form of the same recurrence (`fast_recurrence`, listed in `fast_impls`). The attribute
     `impl` picks the form: "auto" (default: see `resolve_impl`), "reference" (the per-step loop
     every fast form is tested against), "fast" (the hand-written BPTT in eager PyTorch, any
-    device), "cpp" (the time loop as a compiled C++ extension, WaveRNN on the CPU) or "triton"
-    (fused GPU kernels, WaveRNN only; opt-in until it has been measured on a GPU).
+    device), "cpp" (the time loop as a compiled C++ extension, ring layers on the CPU) or
+    "triton" (fused GPU kernels, WaveRNN only; opt-in until it has been measured on a GPU).
+    `impl` is a constructor argument (so a config can set it) but no part of the state dict: a
+    checkpoint written under one form loads under any other.
     Hidden units form rings of `ring_size` consecutive units; the single input init feeds
     unit 0 of each ring.
     """
@@ -33,6 +35,7 @@ class SimpleRecurrence(nn.Module):
         input_init: str,
         activation: str,
         freeze_input: bool,
+        impl: str = "auto",
     ) -> None:
         super().__init__()
         self.input_size = check_positive("input_size", input_size)
@@ -42,7 +45,7 @@ class SimpleRecurrence(nn.Module):
         self.input = nn.Linear(input_size, hidden_size)
         init_input_(self.input, input_init, ring_size)
         self.input.requires_grad_(not freeze_input)
-        self.impl = "auto"
+        self.impl = impl
 
     @property
     def impl(self) -> str:
@@ -65,21 +68,33 @@ class SimpleRecurrence(nn.Module):
 
     def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x: (B, T, input_size) -> (states (B, T, hidden_size), last state (B, hidden_size))."""
+        h0 = self.initial_state(x, h0)
+        impl = self.resolve_impl(x)
+        if impl == "reference":
+            output = self.recurrence(self.input(x), h0)
+            return output, output[:, -1]
+        return self.fast_recurrence(x, h0, impl)
+
+    def initial_state(self, x: Tensor, h0: Tensor | None) -> Tensor:
+        """h0, zeros if None, once x and h0 are checked (a clear error for a wrong shape)."""
         check_sequence(x, self.input_size)
         if h0 is None:
             h0 = x.new_zeros(x.shape[0], self.hidden_size)
         check_state(h0, x.shape[0], self.hidden_size)
-        impl = self.resolve_impl(x)
-        if impl == "reference":
-            output = self.recurrence(self.input(x), h0)
-        else:
-            output = self.fast_recurrence(x, h0, impl)
-        return output, output[:, -1]
+        return h0
+
+    def read_every_step(
+        self, x: Tensor, readout: nn.Linear, h0: Tensor | None = None
+    ) -> Tensor | None:
+        """readout(h_t) of every step as (T, out, B), fused into the recurrence by the forms
+        that can (the C++ one), or None: then the caller reads the states."""
+        return None
 
     def recurrence(self, drive: Tensor, h0: Tensor) -> Tensor:
         """States for a precomputed input drive (B, T, H); the reference form."""
         return reference_recurrence(drive, h0, self.recurrent, self.activation)
 
-    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
-        """States (B, T, H) for inputs x by the fast form `impl` (one of `fast_impls`)."""
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> tuple[Tensor, Tensor]:
+        """States (B, T, H) and the last state (B, H), a tensor of its own (so that a loss on
+        it alone sends no full-size gradient), for inputs x by the fast form `impl`."""
         raise NotImplementedError(f"{type(self).__name__} has no fast form")

@@ -6,8 +6,8 @@ convolution is a register-blocked product that sums the taps, adds the bias and 
 activation (or, backwards, its derivative) while a block of channels x batch sits in registers,
 so the per-step cost is arithmetic, not the fixed cost of a dozen framework calls. Compiled
 with `-O3 -march=native` by torch.utils.cpp_extension (needs a C++ compiler and ninja), cached
-per CPU model; where it cannot be built, `available()` is False and "auto" falls back to the
-eager fast form.
+per CPU model, torch build and source; where it cannot be built, `available()` is False and
+"auto" falls back to the eager fast form.
 """
 
 import functools
@@ -23,33 +23,60 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .fast_ring import batch_first
+from .fast_ring import batch_first, last_state
 
 SOURCE = Path(__file__).with_name("csrc") / "ring_cpu.cpp"
 ACTIVATION_CODES = {"relu": 0, "tanh": 1, "identity": 2}
 
 
 def cpu_tag() -> str:
-    """A short hash of the CPU's model and flags: a -march=native build runs only there."""
+    """The CPU's architecture, model and flags: a -march=native build runs only there."""
     try:
         info = Path("/proc/cpuinfo").read_text()
         lines = [ln for ln in info.splitlines() if ln.startswith(("model name", "flags"))][:2]
     except OSError:
         lines = [platform.processor()]
-    text = platform.machine() + "".join(lines)
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
+    return platform.machine() + "".join(lines)
+
+
+def torch_tag() -> str:
+    """The torch build the extension links against: version, install location, C++ ABI."""
+    return f"{torch.__version__} {Path(torch.__file__).parent} {torch._C._GLIBCXX_USE_CXX11_ABI}"
+
+
+def build_name() -> str:
+    """The extension's name: a hash of the CPU, the torch build and the source, so that venvs
+    with other torch builds (or another CPU under a shared home) keep builds of their own."""
+    text = cpu_tag() + torch_tag() + SOURCE.read_text()
+    return f"wave_lightning_ring_cpu_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def announce_build(name: str) -> None:
+    """Say on stderr, once, that a first build starts (it takes tens of seconds)."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    directory = Path(_get_build_directory(name, verbose=False))
+    if not (directory / f"{name}.so").exists():
+        print(
+            "wave_lightning: compiling the C++ ring recurrence for this CPU and torch build "
+            f"(once, about 35 s) in {directory}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @functools.cache
 def extension():
-    """The compiled module (built once per source, flags and CPU; later loads reuse it)."""
+    """The compiled module (built once per source, flags, CPU and torch build; later loads
+    reuse it)."""
     quiet = logging.getLogger("torch.utils.cpp_extension")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its import warns that there is no CUDA, which is no matter
     try:
         from torch.utils.cpp_extension import load
 
-        name = f"wave_lightning_ring_cpu_{cpu_tag()}"
+        name = build_name()
+        announce_build(name)
         # FMA contraction (off by default in ISO C++ mode) and OpenMP, without which ATen's
         # parallel_for in the kernel runs on one thread; GCC's -fopenmp links the libgomp that
         # torch has loaded. Elsewhere (e.g. Apple's clang, which refuses -fopenmp) the batch
@@ -88,30 +115,43 @@ def supports(x: Tensor) -> bool:
 
 
 class CppRingRecurrence(torch.autograd.Function):
-    """states (T, C, N, B) = act(U h_{t-1} + V x_t + bias) by the C++ loop; see ring_cpu.cpp."""
+    """states (T, C, N, B) = act(U h_{t-1} + V x_t + bias) by the C++ loop, the last state
+    (B, C N) as its own output (so a last-state loss sends no full-size gradient) and, with
+    read_w (O, C N) and read_b (O,), the readout of every step (T, O, B) fused into the loop
+    (else an empty tensor); see ring_cpu.cpp."""
 
     @staticmethod
-    def forward(ctx, x, h0, weight, bias, taps, activation: str) -> Tensor:
+    def forward(ctx, x, h0, weight, bias, taps, read_w, read_b, activation: str):
         code = ACTIVATION_CODES[activation]
-        states = extension().forward(x, h0, weight, bias, taps, code)
-        ctx.save_for_backward(x, h0, weight, states, taps)
+        states, read = extension().forward(x, h0, weight, bias, taps, code, read_w, read_b)
+        ctx.save_for_backward(x, h0, weight, states, taps, read_w)
         ctx.code = code
-        return states
+        ctx.set_materialize_grads(False)
+        return states, last_state(states), x.new_empty(0) if read is None else read
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_states: Tensor):
-        x, h0, weight, states, taps = ctx.saved_tensors
-        wanted = list(ctx.needs_input_grad[:5])
-        grads = extension().backward(grad_states, x, h0, weight, states, taps, ctx.code, wanted)
+    def backward(ctx, grad_states, grad_last, grad_read):
+        x, h0, weight, states, taps, read_w = ctx.saved_tensors
+        wanted = list(ctx.needs_input_grad[:7])
+        grads = extension().backward(
+            grad_states, grad_last, grad_read, read_w, x, h0, weight, states, taps, ctx.code, wanted
+        )
         return (*grads, None)
 
 
 def cpp_ring_recurrence(
-    x: Tensor, h0: Tensor, input_weight: Tensor, drive_bias: Tensor, taps: Tensor, activation: str
-) -> Tensor:
-    """States (B, T, C N) for x (B, T, I), h0 (B, C N), on the CPU: the wRNN's tied taps
-    (K, C, C) or LocalRNN's untied taps (K, N, C, C).
+    x: Tensor,
+    h0: Tensor,
+    input_weight: Tensor,
+    drive_bias: Tensor,
+    taps: Tensor,
+    activation: str,
+    readout: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """States (B, T, C N), the last state (B, C N) and, for readout = (W (O, C N), b (O,)), the
+    readout W h_t + b of every step as (T, O, B) (else None), for x (B, T, I), h0 (B, C N), on
+    the CPU: the wRNN's tied taps (K, C, C) or LocalRNN's untied taps (K, N, C, C).
 
     The same contract as fast_ring.ring_recurrence: drive_bias holds every bias.
     """
@@ -125,7 +165,10 @@ def cpp_ring_recurrence(
     extra = -batch % extension().batch_multiple(x)  # the kernel takes whole vectors of sequences
     if extra:
         x, h0 = F.pad(x, (0, 0, 0, 0, 0, extra)), F.pad(h0, (0, extra))
-    states = CppRingRecurrence.apply(
-        x, h0.contiguous(), input_weight, drive_bias, taps.contiguous(), activation
+    read_w, read_b = readout if readout is not None else (None, None)
+    states, last, read = CppRingRecurrence.apply(
+        x, h0.contiguous(), input_weight, drive_bias, taps.contiguous(), read_w, read_b, activation
     )
-    return batch_first(states[..., :batch] if extra else states)
+    if extra:
+        states, last, read = states[..., :batch], last[:batch], read[..., :batch]
+    return batch_first(states), last, read if readout is not None else None

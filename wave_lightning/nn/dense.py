@@ -36,14 +36,17 @@ class IRNN(SimpleRecurrence):
         activation: str = "relu",
         freeze_recurrent: bool = False,
         freeze_input: bool = False,
+        impl: str = "auto",
     ) -> None:
         check_positive("hidden_size", hidden_size)
-        super().__init__(input_size, hidden_size, hidden_size, input_init, activation, freeze_input)
+        super().__init__(
+            input_size, hidden_size, hidden_size, input_init, activation, freeze_input, impl
+        )
         self.recurrent = nn.Linear(hidden_size, hidden_size)
         init_dense_(self.recurrent, recurrent_init)
         self.recurrent.requires_grad_(not freeze_recurrent)
 
-    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> tuple[Tensor, Tensor]:
         """The hand-written BPTT form, the recurrent bias folded into the input bias."""
         drive = F.linear(x, self.input.weight, self.input.bias + self.recurrent.bias)
         return dense_recurrence(drive, h0, self.recurrent.weight, self.activation_name)

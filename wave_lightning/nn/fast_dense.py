@@ -12,10 +12,11 @@ from .activation_grad import activate_, times_derivative_
 
 
 class DenseRecurrence(torch.autograd.Function):
-    """states = act(h_{t-1} W^T + drive_t) for drive (B, T, H) (with every bias), W (H, H)."""
+    """states = act(h_{t-1} W^T + drive_t) for drive (B, T, H) (with every bias), W (H, H), and
+    the last state (B, H) as its own output (a last-state loss sends no full-size gradient)."""
 
     @staticmethod
-    def forward(ctx, drive: Tensor, h0: Tensor, weight: Tensor, activation: str) -> Tensor:
+    def forward(ctx, drive: Tensor, h0: Tensor, weight: Tensor, activation: str):
         states = torch.empty_like(drive, memory_format=torch.contiguous_format)
         weight_t = weight.t()
         for t in range(drive.shape[1]):
@@ -24,16 +25,20 @@ class DenseRecurrence(torch.autograd.Function):
             activate_(h, activation)
         ctx.save_for_backward(states, h0, weight)
         ctx.activation = activation
-        return states
+        ctx.set_materialize_grads(False)
+        return states, states[:, -1].clone()
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_states: Tensor):
+    def backward(ctx, grad_states: Tensor | None, grad_last: Tensor | None):
         states, h0, weight = ctx.saved_tensors
         steps = states.shape[1]
         grad_drive = torch.empty_like(states)
         for t in range(steps - 1, -1, -1):
-            dz = grad_drive[:, t].copy_(grad_states[:, t])
+            dz = grad_drive[:, t]
+            dz.zero_() if grad_states is None else dz.copy_(grad_states[:, t])
+            if grad_last is not None and t == steps - 1:
+                dz += grad_last
             if t + 1 < steps:
                 dz.addmm_(grad_drive[:, t + 1], weight)
             times_derivative_(dz, states[:, t], ctx.activation)
@@ -43,17 +48,22 @@ class DenseRecurrence(torch.autograd.Function):
 
 
 def weight_grad(grad_drive: Tensor, states: Tensor, h0: Tensor) -> Tensor:
-    """sum over b, t of dz_t h_{t-1}^T: one GEMM over the rows shifted by one step, then the
-    first step of each sequence corrected from h_{t-1} = (previous sequence's last state) to h0."""
-    batch, steps, hidden = states.shape
+    """sum over b, t of dz_t h_{t-1}^T: one GEMM over the rows shifted by one step, plus the
+    first steps' dz_0 h0^T. In the shifted rows each sequence's first dz meets the previous
+    sequence's last state; those dz rows are zeroed for the GEMM (and put back) rather than the
+    products subtracted afterwards, which cancels catastrophically at large state magnitudes."""
+    hidden = states.shape[2]
+    first = grad_drive[:, 0].clone()
+    grad_drive[:, 0] = 0
     rows_dz, rows_h = grad_drive.reshape(-1, hidden), states.reshape(-1, hidden)
     grad = rows_dz[1:].t() @ rows_h[:-1]
-    grad.addmm_(grad_drive[:, 0].t(), h0)
-    if batch > 1:
-        grad.addmm_(grad_drive[1:, 0].t(), states[:-1, -1], alpha=-1)
-    return grad
+    grad_drive[:, 0] = first
+    return grad.addmm_(first.t(), h0)
 
 
-def dense_recurrence(drive: Tensor, h0: Tensor, weight: Tensor, activation: str) -> Tensor:
-    """States (B, T, H) for drive (B, T, H) (with every bias), h0 (B, H), weight (H, H)."""
+def dense_recurrence(
+    drive: Tensor, h0: Tensor, weight: Tensor, activation: str
+) -> tuple[Tensor, Tensor]:
+    """States (B, T, H) and the last state (B, H) for drive (B, T, H) (with every bias), h0
+    (B, H), weight (H, H)."""
     return DenseRecurrence.apply(drive, h0, weight, activation)

@@ -107,8 +107,10 @@ class RingRecurrence(torch.autograd.Function):
     """states = act(U h_{t-1} + V x_t + bias), U a ring operator given by taps and ops.
 
     x (B, T, I); h0 (B, C, N); input_weight V (C N, I); drive_bias (C N,) holds every bias;
-    ops is TiedTaps or LocalTaps; returns the states (T, C, N, B). The input projection runs
-    step by step into the state being computed, so no full-size drive tensor exists.
+    ops is TiedTaps or LocalTaps; returns the states (T, C, N, B) and, as its own output, the
+    last state (B, C N), so that a loss on the last state alone sends no full-size gradient
+    (grad_states is then None). The input projection runs step by step into the state being
+    computed, so no full-size drive tensor exists.
     """
 
     @staticmethod
@@ -139,11 +141,12 @@ class RingRecurrence(torch.autograd.Function):
             prev, cur = cur, prev
         ctx.save_for_backward(x, h0, input_weight, states, taps)
         ctx.activation, ctx.ops = activation, ops
-        return states
+        ctx.set_materialize_grads(False)
+        return states, last_state(states)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_states: Tensor):
+    def backward(ctx, grad_states: Tensor | None, grad_last: Tensor | None):
         x, h0, input_weight, states, taps = ctx.saved_tensors
         steps, n_ch, n_hid, batch = states.shape
         pad = taps.shape[0] // 2
@@ -153,7 +156,7 @@ class RingRecurrence(torch.autograd.Function):
         dz = states.new_empty(n_ch, n_hid, batch)
         later, here, before = (states.new_empty(n_ch, n_hid + 2 * pad, batch) for _ in range(3))
         for t in range(steps - 1, -1, -1):
-            dz.copy_(grad_states[t])
+            step_grad_(dz, grad_states, grad_last if t == steps - 1 else None, t)
             if t + 1 < steps:
                 ctx.ops.convolve_transposed_(dz, adjoint, later)
             times_derivative_(dz, states[t], ctx.activation)
@@ -199,10 +202,29 @@ class InputGrads:
         return None if self.weight_t_grad is None else self.weight_t_grad.t()
 
 
+def last_state(states: Tensor) -> Tensor:
+    """The last of the time-major states (T, C, N, B) as a new (B, C N) tensor."""
+    steps, n_ch, n_hid, batch = states.shape
+    return states[-1].view(n_ch * n_hid, batch).t().contiguous()
+
+
+def step_grad_(dz: Tensor, grad_states: Tensor | None, grad_last: Tensor | None, t: int) -> None:
+    """dz (C, N, B) = dL/dh_t from the gradient of the states (T, C, N, B) and grad_last, the
+    gradient of the last state (B, C N) (None unless t is the last step); either may be None
+    (not used by the loss)."""
+    if grad_states is None:
+        dz.zero_()
+    else:
+        dz.copy_(grad_states[t])
+    if grad_last is not None:
+        dz += grad_last.t().reshape(dz.shape)
+
+
 def ring_recurrence(
     x: Tensor, h0: Tensor, input_weight: Tensor, drive_bias: Tensor, taps: Tensor, activation: str
-) -> Tensor:
-    """States (B, T, C N) of a ring network for inputs x (B, T, I), a view of time-major storage.
+) -> tuple[Tensor, Tensor]:
+    """States (B, T, C N) of a ring network for inputs x (B, T, I), a view of time-major storage,
+    and the last state (B, C N).
 
     input_weight (C N, I) is V; drive_bias (C N,) is V's bias plus the ring bias of every unit;
     taps is (K, C, C) for the wRNN's tied kernel or (K, N, C, C) for untied (local) weights;
@@ -211,10 +233,10 @@ def ring_recurrence(
     batch = x.shape[0]
     n_ch = taps.shape[-1]
     ops = LocalTaps if taps.dim() == 4 else TiedTaps
-    states = RingRecurrence.apply(
+    states, last = RingRecurrence.apply(
         x, h0.view(batch, n_ch, -1), input_weight, drive_bias, taps.contiguous(), activation, ops
     )
-    return batch_first(states)
+    return batch_first(states), last
 
 
 def batch_first(states: Tensor) -> Tensor:

@@ -53,9 +53,12 @@ class RingRNN(SimpleRecurrence):
         activation: str = "relu",
         freeze_recurrent: bool = False,
         freeze_input: bool = False,
+        impl: str = "auto",
     ) -> None:
         check_ring(n_hid, n_ch, kernel_size)
-        super().__init__(input_size, n_ch * n_hid, n_hid, input_init, activation, freeze_input)
+        super().__init__(
+            input_size, n_ch * n_hid, n_hid, input_init, activation, freeze_input, impl
+        )
         self.n_hid, self.n_ch, self.kernel_size = n_hid, n_ch, kernel_size
         self.recurrent = self.ring_class(n_hid, n_ch, kernel_size, recurrent_init)
         self.recurrent.requires_grad_(not freeze_recurrent)
@@ -67,10 +70,21 @@ class RingRNN(SimpleRecurrence):
             return "cpp"
         return super().resolve_impl(x)
 
-    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> tuple[Tensor, Tensor]:
         """The hand-written BPTT form `impl` ("cpp" or "fast") of the ring recurrence."""
-        form = cpp_ring.cpp_ring_recurrence if impl == "cpp" else ring_recurrence
-        return form(x, h0, self.input.weight, self.drive_bias(), self.taps(), self.activation_name)
+        args = (x, h0, self.input.weight, self.drive_bias(), self.taps(), self.activation_name)
+        return cpp_ring.cpp_ring_recurrence(*args)[:2] if impl == "cpp" else ring_recurrence(*args)
+
+    def read_every_step(
+        self, x: Tensor, readout: nn.Linear, h0: Tensor | None = None
+    ) -> Tensor | None:
+        """The C++ form reads every step inside its loop (forwards W h_t, backwards W^T dy_t
+        into dz_t), so the states' gradient is never built; other forms return None."""
+        h0 = self.initial_state(x, h0)
+        if self.resolve_impl(x) != "cpp":
+            return None
+        args = (x, h0, self.input.weight, self.drive_bias(), self.taps(), self.activation_name)
+        return cpp_ring.cpp_ring_recurrence(*args, readout=(readout.weight, readout.bias))[2]
 
     def drive_bias(self) -> Tensor:
         """The input projection's bias plus every unit's ring bias, (C N,): one bias per step."""
@@ -91,14 +105,15 @@ class WaveRNN(RingRNN):
     ring_class = RingConv
     fast_impls = ("fast", "cpp", "triton")
 
-    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> Tensor:
+    def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> tuple[Tensor, Tensor]:
         """The ring's fast forms, plus the fused Triton kernels (impl="triton")."""
         if impl != "triton":
             return super().fast_recurrence(x, h0, impl)
         from .triton_ring import triton_ring_recurrence  # Triton loads only when asked for
 
         drive = F.linear(x, self.input.weight, self.drive_bias())
-        return triton_ring_recurrence(drive, h0, self.recurrent.conv.weight, self.activation_name)
+        states = triton_ring_recurrence(drive, h0, self.recurrent.conv.weight, self.activation_name)
+        return states, states[:, -1]
 
     def drive_bias(self) -> Tensor:
         return self.input.bias + self.recurrent.conv.bias.repeat_interleave(self.n_hid)

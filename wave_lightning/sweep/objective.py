@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from ..preemption import PREEMPTED, PREEMPTED_EXIT, newest_checkpoint
+from ..checkpoints import CheckpointError, load_checkpoint, newest_checkpoint
+from ..preemption import PREEMPTED, PREEMPTED_EXIT
 from .reporter import COMPLETED_FILE, PRUNED_FILE
 from .spec import SEED_PARAM, Sweep
 from .storage import worker_identity
@@ -70,7 +70,7 @@ def trial_args(sweep: Sweep, params: dict) -> list[str]:
 
 
 def fit_command(
-    sweep: Sweep, params: dict, run_dir: Path, trial_number: int, resume: bool
+    sweep: Sweep, params: dict, run_dir: Path, trial_number: int, resume: bool = False
 ) -> list[str]:
     """The `wave-lightning fit` command of a trial.
 
@@ -98,7 +98,7 @@ def checkpoint_step(path: str | Path | None) -> int | None:
     """The global step saved in a Lightning checkpoint, None when there is none."""
     if path is None or not Path(path).is_file():
         return None
-    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    return int(load_checkpoint(path)["global_step"])
 
 
 def trim_metrics(run_dir: Path, step: int) -> int:
@@ -216,7 +216,10 @@ def prepare(
 def exit_reason(code: int, run_dir: Path) -> str:
     """What ended a run that did not reach its end, in words."""
     if code == PREEMPTED_EXIT:
-        step = checkpoint_step(run_dir / "checkpoints" / PREEMPTED)
+        try:
+            step = checkpoint_step(run_dir / "checkpoints" / PREEMPTED)
+        except CheckpointError:  # cut short: the retry resumes from an older one
+            step = None
         where = f"at step {step} with checkpoints/{PREEMPTED}" if step is not None else "early"
         return f"preempted (SIGTERM): stopped {where}"
     if code < 0:

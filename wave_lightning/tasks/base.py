@@ -31,6 +31,10 @@ class SequenceTask(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        # the layer's form is a run-time choice, like the device: kept out of the checkpoint
+        # (config.yaml records it) so that a resumed run takes the form its own config asks for
+        if isinstance(self.hparams.get("layer"), dict):
+            self.hparams["layer"].get("init_args", {}).pop("impl", None)
         self.model = SequenceModel(layer, output_size, readout, self.read_from, mlp_hidden)
         self.eval_metrics = nn.ModuleDict(
             {stage: self.make_metrics(stage) for stage in ("val", "test")}

@@ -3,17 +3,18 @@
 import importlib
 from pathlib import Path
 
-import torch
-
+from ..checkpoints import CheckpointError, load_checkpoint
 from .base import SequenceTask
 
 
 def load_task(ckpt_path: str | Path, map_location: str = "cpu") -> SequenceTask:
-    """The LightningModule saved in `ckpt_path`, of the class recorded in its hyper-parameters."""
-    checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    """The LightningModule saved in `ckpt_path` (loaded weights-only), of its recorded class."""
+    checkpoint = load_checkpoint(ckpt_path, map_location)
     class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
     if class_path is None:
-        raise ValueError(f"{ckpt_path} was not written by wave-lightning (no task class recorded)")
+        raise CheckpointError(f"{ckpt_path}: not written by wave-lightning (no task class in it)")
     module_name, name = class_path.rsplit(".", 1)
-    task_class = getattr(importlib.import_module(module_name), name)
-    return task_class.load_from_checkpoint(ckpt_path, map_location=map_location)
+    task_class = getattr(importlib.import_module(module_name), name, None)
+    if not (isinstance(task_class, type) and issubclass(task_class, SequenceTask)):
+        raise CheckpointError(f"{ckpt_path}: its task class {class_path} is no SequenceTask")
+    return task_class.load_from_checkpoint(ckpt_path, map_location=map_location, weights_only=True)

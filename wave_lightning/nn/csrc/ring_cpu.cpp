@@ -12,8 +12,13 @@
 // one load per row; the activation (or, backwards, the product with its derivative) is applied
 // before one store. The backward keeps dz in two rolling step buffers and takes each gradient's
 // share of a step while it is in cache: the taps' by blocked vector sums over tiles of ring
-// positions, x's by the product with V^T, V's by one BLAS call, the bias's by vector sums.
+// positions, x's by the product with V^T, V's by vector sums (a wide input's by one BLAS
+// call), the bias's by vector sums.
 // The states' memory is kept for the next call of the same size (StatesCache).
+//
+// Optionally a readout of every step, y_t = W h_t + b (W (O, H)), is fused in: forwards the
+// same product on the step just computed, backwards W^T dy_t as one more term of dz_t's
+// product and W's gradient by the blocked sums of the taps' (no (T, H, B) gradient exists).
 
 #include <torch/extension.h>
 
@@ -28,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -39,6 +45,7 @@ constexpr int64_t kBytes = 32;    // one vector register (AVX here; GCC/Clang ve
 constexpr int kCB = 6, kNV = 2;   // step product: output channels x vectors in registers
 constexpr int kGC = 4, kGR = 3;   // tap gradient: output channels x input rows in registers
 constexpr int64_t kTile = 4;      // ring positions per tile of the tap gradient
+constexpr int64_t kSumsV = 8192;  // V's gradient by vector sums up to this many (H I) entries
 
 template <typename T>
 struct Simd {
@@ -391,9 +398,12 @@ void check_batch(int64_t B, int64_t W) {
 // Width in elements to which the caller pads the batch, for this dtype.
 int64_t batch_multiple(torch::Tensor x) { return kBytes / x.element_size(); }
 
-// states (T, C, N, B) = act(U h_{t-1} + V x_t + bias); x (B, T, I), h0 (C, N, B), taps (K, C, C).
-torch::Tensor ring_forward(torch::Tensor x, torch::Tensor h0, torch::Tensor weight,
-                           torch::Tensor bias, torch::Tensor taps, int64_t act) {
+// states (T, C, N, B) = act(U h_{t-1} + V x_t + bias); x (B, T, I), h0 (C, N, B), taps (K, C, C);
+// with read_w (O, C N) and read_b (O,) also the readout of every step, (T, O, B).
+std::vector<torch::Tensor> ring_forward(torch::Tensor x, torch::Tensor h0, torch::Tensor weight,
+                                        torch::Tensor bias, torch::Tensor taps, int64_t act,
+                                        std::optional<torch::Tensor> read_w,
+                                        std::optional<torch::Tensor> read_b) {
   const int64_t B = x.size(0), T = x.size(1), I = x.size(2), K = taps.size(0);
   const int64_t C = taps.size(-1), N = h0.size(1), R = K * C, size = C * N * B;
   const int64_t per_position = taps.dim() == 4 ? R * C : 0;  // untied taps move with n
@@ -402,7 +412,11 @@ torch::Tensor ring_forward(torch::Tensor x, torch::Tensor h0, torch::Tensor weig
   auto v = weight.contiguous(), b = bias.contiguous(), h = h0.contiguous();
   auto packed = forward_taps(taps);
   auto states = cached_empty({T, C, N, B}, x.options());
-  const auto offs = ring_offsets(C, N, B, K), x_offs = strided(I, B);
+  const int64_t O = read_w ? read_w->size(0) : 0;
+  auto rw = read_w ? read_w->contiguous() : torch::Tensor();
+  auto rb = read_b ? read_b->contiguous() : torch::Tensor();
+  auto y = read_w ? at::empty({T, O, B}, x.options()) : torch::Tensor();
+  const auto offs = ring_offsets(C, N, B, K), x_offs = strided(I, B), rows = strided(C * N, B);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ring_forward", [&] {
     scalar_t* s = states.data_ptr<scalar_t>();
     const scalar_t* xs = xt.data_ptr<scalar_t>();
@@ -422,15 +436,26 @@ torch::Tensor ring_forward(torch::Tensor x, torch::Tensor h0, torch::Tensor weig
         // ATen's vectorized tanh, once per step (a scalar std::tanh per element cost more
         // than the step's products)
         if (act == kTanh) states[t].narrow(2, b0, b1 - b0).tanh_();
+        if (O) {  // y_t = W h_t + b
+          const Target<scalar_t> o{y.data_ptr<scalar_t>() + t * O * B, B, nullptr,
+                                   rb.data_ptr<scalar_t>(), 1, nullptr, kIdentity};
+          const Rows<scalar_t> h_rows{s + t * size, rows.data(), C * N, rw.data_ptr<scalar_t>(),
+                                      1, C * N};
+          product<scalar_t>(o, &h_rows, 1, O, b0, b1);
+        }
       }
     });
   });
-  return states;
+  return {states, y};
 }
 
-// Gradients of x, h0 (C, N, B), V, bias and taps for grad_states (T, C, N, B); undefined
-// tensors for those not wanted.
-std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tensor x,
+// Gradients of x, h0 (C, N, B), V, bias, taps, read_w and read_b for grad_states (T, C, N, B),
+// grad_last (B, C N), the last state's, and grad_y (T, O, B), the fused readout's (each may be
+// None: not used by the loss); undefined tensors for those not wanted.
+std::vector<torch::Tensor> ring_backward(std::optional<torch::Tensor> grad_states,
+                                         std::optional<torch::Tensor> grad_last,
+                                         std::optional<torch::Tensor> grad_y,
+                                         std::optional<torch::Tensor> read_w, torch::Tensor x,
                                          torch::Tensor h0, torch::Tensor weight,
                                          torch::Tensor states, torch::Tensor taps, int64_t act,
                                          std::vector<bool> wanted) {
@@ -443,6 +468,11 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
   auto xt = wanted[2] ? x.permute({1, 2, 0}).contiguous() : torch::Tensor();  // (T, I, B)
   auto v = weight.contiguous(), h = h0.contiguous();
   auto later = at::empty({H, B}, states.options()), here = at::empty_like(later);
+  auto last = grad_last ? grad_last->t() : torch::Tensor();  // (H, B)
+  const int64_t O = grad_y ? grad_y->size(1) : 0;
+  auto dy = grad_y ? grad_y->contiguous() : torch::Tensor();
+  auto rw = grad_y ? read_w->contiguous() : torch::Tensor();
+  const bool want_rw = O && wanted[5], want_rb = O && wanted[6];
   auto grad_xt = wanted[0] ? at::empty({T, I, B}, x.options()) : torch::Tensor();
   auto grad_h0 = wanted[1] ? at::empty_like(h) : torch::Tensor();
   const auto bounds = slices(B, batch_multiple(x));
@@ -451,7 +481,12 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
   // the bias's
   auto grad_taps = at::zeros({count, positions, C, R}, x.options());
   auto grad_v = at::zeros({count, H, I}, x.options()), grad_b = at::zeros({count, H}, x.options());
-  const auto offs = ring_offsets(C, N, B, K), rows = strided(H, B);
+  auto grad_rw = at::zeros({count, O, H}, x.options()), grad_rb = at::zeros({count, O}, x.options());
+  const auto offs = ring_offsets(C, N, B, K), rows = strided(H, B), y_rows = strided(O, B);
+  const auto x_offs = strided(I, B);
+  // a narrow input's V gradient is a few dot products per row: BLAS calls of (H x slice) @
+  // (slice x I) ran at a tenth of the vector sums' rate there (I 1-10)
+  const bool v_by_sums = wanted[2] && H * I <= kSumsV;
   AT_DISPATCH_FLOATING_TYPES(states.scalar_type(), "ring_backward", [&] {
     using S = Simd<scalar_t>;
     const scalar_t* s = states.data_ptr<scalar_t>();
@@ -460,19 +495,37 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
     for_slices(bounds, [&](int64_t slice, int64_t b0, int64_t b1) {
       std::vector<typename S::Vec> acc_taps(wanted[4] ? positions * C * R : 0);
       std::vector<typename S::Vec> acc_b(wanted[3] ? H : 0);
+      std::vector<typename S::Vec> acc_rw(want_rw ? O * H : 0), acc_rb(want_rb ? O : 0);
+      std::vector<typename S::Vec> acc_v(v_by_sums ? H * I : 0);
       torch::Tensor next_buffer = later.narrow(1, b0, b1 - b0);
       torch::Tensor buffer = here.narrow(1, b0, b1 - b0);
       scalar_t *next = later.data_ptr<scalar_t>(), *dz = here.data_ptr<scalar_t>();
       for (int64_t t = T - 1; t >= 0; --t) {
-        // g_t's slice, any strides (a (B, T, H) gradient arrives transposed): ATen's copy
-        buffer.copy_(grad_states[t].reshape({H, B}).narrow(1, b0, b1 - b0));
+        // g_t's slice, any strides (a (B, T, H) gradient arrives transposed): ATen's copy;
+        // with no gradient of the states (a last-state loss) g_t is zero but at the last step
+        const bool at_last = last.defined() && t == T - 1, given = grad_states || at_last;
+        const scalar_t* dy_t = O ? dy.data_ptr<scalar_t>() + t * O * B : nullptr;
+        if (grad_states) {
+          buffer.copy_((*grad_states)[t].reshape({H, B}).narrow(1, b0, b1 - b0));
+          if (at_last) buffer.add_(last.narrow(1, b0, b1 - b0));
+        } else if (at_last) {
+          buffer.copy_(last.narrow(1, b0, b1 - b0));
+        }
         for (int64_t n = 0; n < N; ++n) {  // dz_t = (g_t + U^T dz_{t+1}) act'(h_t)
           const int64_t at = n * B;
-          const Target<scalar_t> o{dz + at, N * B, dz + at, nullptr, 0, s + t * size + at,
-                                   static_cast<int>(act)};
+          const Target<scalar_t> o{dz + at, N * B, given ? dz + at : nullptr, nullptr, 0,
+                                   s + t * size + at, static_cast<int>(act)};
           const Rows<scalar_t> ring{next, offs.data() + n * R, R, u + n * per_position, C, 1};
-          product<scalar_t>(o, &ring, t + 1 < T ? 1 : 0, C, b0, b1);
+          // W^T dy_t at position n: W[o, c N + n] for output o, channel c
+          const Rows<scalar_t> read{dy_t, y_rows.data(), O, O ? rw.data_ptr<scalar_t>() + n : nullptr,
+                                    H, N};
+          const Rows<scalar_t> terms[2] = {t + 1 < T ? ring : read, read};
+          product<scalar_t>(o, terms, (t + 1 < T) + (O > 0), C, b0, b1);
         }
+        if (want_rw) {  // W's: sum_b dy_t[o, b] h_t[row, b], blocked like the taps'
+          tap_grad(acc_rw.data(), dy_t, s + t * size, rows.data(), O, 1, B, H, false, b0, b1);
+        }
+        if (want_rb) bias_grad(acc_rb.data(), dy_t, O, B, b0, b1);
         if (wanted[4]) {
           const scalar_t* prev = t ? s + (t - 1) * size : h.data_ptr<scalar_t>();
           tap_grad(acc_taps.data(), dz, prev, offs.data(), C, N, B, R, untied, b0, b1);
@@ -483,7 +536,10 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
           const Rows<scalar_t> dz_rows{dz, rows.data(), H, vs, I, 1};
           product<scalar_t>(o, &dz_rows, 1, I, b0, b1);
         }
-        if (wanted[2]) {  // V's: (H x slice) @ (slice x I), BLAS on this thread
+        if (v_by_sums) {  // V's: sum_b dz[row, b] x_t[i, b], blocked like the taps'
+          tap_grad(acc_v.data(), dz, xt.data_ptr<scalar_t>() + t * I * B, x_offs.data(), H, 1, B, I,
+                   false, b0, b1);
+        } else if (wanted[2]) {  // a wide input: (H x slice) @ (slice x I), BLAS on this thread
           grad_v[slice].addmm_(buffer, xt[t].narrow(1, b0, b1 - b0).t());
         }
         if (wanted[3]) bias_grad(acc_b.data(), dz, H, B, b0, b1);
@@ -503,6 +559,9 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
       };
       reduce(acc_taps, grad_taps[slice].data_ptr<scalar_t>());
       reduce(acc_b, grad_b[slice].data_ptr<scalar_t>());
+      reduce(acc_rw, grad_rw[slice].data_ptr<scalar_t>());
+      if (v_by_sums) reduce(acc_v, grad_v[slice].data_ptr<scalar_t>());
+      reduce(acc_rb, grad_rb[slice].data_ptr<scalar_t>());
     });
   });
   return {
@@ -516,6 +575,8 @@ std::vector<torch::Tensor> ring_backward(torch::Tensor grad_states, torch::Tenso
                       .reshape(taps.sizes())
                       .contiguous()
                 : torch::Tensor(),
+      want_rw ? grad_rw.sum(0) : torch::Tensor(),
+      want_rb ? grad_rb.sum(0) : torch::Tensor(),
   };
 }
 

@@ -1,0 +1,396 @@
+"""Time the whole training step of each experiment's shape, every layer form side by side.
+
+A step is what training runs: the task's LightningModule (layer, readout, loss) forward, the
+backward, and an Adam step, in fp32 on fixed random data of the experiment's shape (batch,
+steps, inputs, classes, rings). Forms: the wRNN's reference, eager fast, C++ (and Triton on
+CUDA) forms, the authors' per-step form (per step: the input projection of x_t, a circular
+Conv1d of h, ReLU; same weights), LocalRNN's and IRNN's forms, and torch's GRU / LSTM of the
+paper's Table 2 size (256 units). The forms alternate within each repeat (A B C A B C ...),
+so that machine noise hits them alike; the table gives medians, the ratio to the reference
+wRNN and to the faster of the reference and the authors' form, the useful GFLOP/s against the
+rate of a 2048^3 matmul timed in the same rounds, and the peak memory of one step (resident-set
+growth, one spawned process per shape, where the states take at most --peak-max-gib). Rerun:
+
+    PYTHONPATH=. python benchmarks/training_step.py --threads 2 --json out.json  # all shapes
+    PYTHONPATH=. python benchmarks/training_step.py --quick --threads 1          # ~1 minute
+"""
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from benchmarks.recurrence import matmul_rate, peak_mib, return_freed_memory, sync
+from wave_lightning.nn import GRU, IRNN, LSTM, LocalRNN, WaveRNN, cpp_ring
+from wave_lightning.tasks import PerStepClassification, Regression, SequenceClassification
+
+TASKS = {"per_step": PerStepClassification, "sequence": SequenceClassification}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An experiment's training step: task kind, batch, steps, inputs, outputs, rings, readout."""
+
+    task: str  # per_step (readout at every step), sequence (last state), regression (last)
+    batch: int
+    steps: int
+    inputs: int
+    outputs: int
+    n_ch: int
+    n_hid: int
+    dense_hidden: int  # the config's IRNN size
+    readout: str = "linear"
+    kernel: int = 3
+
+    @property
+    def hidden(self) -> int:
+        return self.n_ch * self.n_hid
+
+    def states_gib(self) -> float:
+        """Size of one fp32 (B, T, H) tensor of the wRNN's states in GiB."""
+        return 4 * self.batch * self.steps * self.hidden / 2**30
+
+    def readout_flops(self, hidden: int) -> float:
+        """Forward flops of the readout (linear, or the MLP of 100 units) of every step or of
+        the last state only."""
+        if self.readout == "linear":
+            per_state = 2 * hidden * self.outputs
+        else:
+            per_state = 2 * MLP_HIDDEN * (hidden + self.outputs)
+        reads = self.steps if self.task == "per_step" else 1
+        return per_state * self.batch * reads
+
+
+GATED_HIDDEN = 256  # the paper's Table 2 GRU and LSTM
+MLP_HIDDEN = 100  # SequenceTask's default mlp_hidden, as in psmnist_wrnn_mlp.yaml
+GATES = {"gru": 3, "lstm": 4}
+SHAPES = {  # conf/experiment/*: copy (delay + 20 steps), adding, (ps)MNIST, nsCIFAR10, MNIST-1D
+    "copy30": Shape("per_step", 128, 50, 10, 10, 6, 100, 100),
+    "copy80": Shape("per_step", 128, 100, 10, 10, 6, 100, 100),
+    "adding100": Shape("regression", 128, 100, 2, 1, 27, 100, 100),
+    "adding200": Shape("regression", 128, 200, 2, 1, 27, 100, 100),
+    "adding400": Shape("regression", 128, 400, 2, 1, 27, 100, 100),
+    "psmnist200": Shape("sequence", 128, 200, 1, 10, 16, 256, 256),
+    "psmnist200-mlp": Shape("sequence", 128, 200, 1, 10, 16, 256, 256, readout="mlp"),
+    "psmnist784": Shape("sequence", 128, 784, 1, 10, 16, 256, 256),
+    "nscifar": Shape("sequence", 256, 1000, 96, 10, 16, 256, 529),
+    "mnist1d": Shape("sequence", 100, 40, 1, 10, 8, 50, 64),
+}
+QUICK_SHAPES = ("copy30", "adding100", "psmnist200")
+MATMUL = "matmul"
+
+
+class AuthorsForm(nn.Module):
+    """The authors' per-step wRNN with a WaveRNN's own modules: per step the input projection
+    of x_t, the circular Conv1d of h and ReLU; the readout per step or on the last state."""
+
+    def __init__(self, layer: WaveRNN, readout: nn.Module, read_from: str) -> None:
+        super().__init__()
+        self.layer, self.readout, self.read_from = layer, readout, read_from
+
+    def forward(self, x: Tensor) -> Tensor:
+        layer = self.layer
+        h = x.new_zeros(x.shape[0], layer.n_ch, layer.n_hid)
+        outputs = []
+        for t in range(x.shape[1]):
+            drive = layer.input(x[:, t]).view_as(h)
+            h = torch.relu(layer.recurrent.conv(h) + drive)
+            if self.read_from == "all":
+                outputs.append(self.readout(h.flatten(1)))
+        return torch.stack(outputs, 1) if self.read_from == "all" else self.readout(h.flatten(1))
+
+
+def wrnn(s: Shape) -> nn.Module:
+    return WaveRNN(s.inputs, s.n_hid, s.n_ch)
+
+
+def local(s: Shape) -> nn.Module:
+    return LocalRNN(s.inputs, s.n_hid, s.n_ch)
+
+
+def irnn(s: Shape) -> nn.Module:
+    return IRNN(s.inputs, s.dense_hidden)
+
+
+# form -> (layer factory, impl or None, whether the model runs in the authors' form)
+FORMS: dict[str, tuple[Callable[[Shape], nn.Module], str | None, bool]] = {
+    "wrnn-reference": (wrnn, "reference", False),
+    "wrnn-authors": (wrnn, "reference", True),
+    "wrnn-fast": (wrnn, "fast", False),
+    "wrnn-cpp": (wrnn, "cpp", False),
+    "wrnn-triton": (wrnn, "triton", False),
+    "local-reference": (local, "reference", False),
+    "local-cpp": (local, "cpp", False),
+    "irnn-reference": (irnn, "reference", False),
+    "irnn-fast": (irnn, "fast", False),
+    "gru": (lambda s: GRU(s.inputs, GATED_HIDDEN), None, False),
+    "lstm": (lambda s: LSTM(s.inputs, GATED_HIDDEN), None, False),
+}
+# about how many (B, T, H) tensors of states a form's step holds at once (autograd's per-step
+# tensors); the others hold about two
+STATE_COPIES = {"wrnn-reference": 5, "local-reference": 5, "wrnn-authors": 3}
+DEFAULT_FORMS = ("wrnn-reference", "wrnn-authors", "wrnn-fast", "wrnn-cpp", "wrnn-triton")
+DEFAULT_FORMS += ("irnn-fast", "gru", "lstm")
+
+
+def step_flops(form: str, s: Shape) -> float:
+    """Useful flops of one training step: 3 x the forward's (recurrence, input, readout)."""
+    gates = GATES.get(form, 1)
+    if form.startswith(("wrnn", "local")):
+        hidden, recurrent = s.hidden, 2 * s.kernel * s.n_ch**2 * s.n_hid
+    else:
+        hidden = GATED_HIDDEN if form in GATES else s.dense_hidden
+        recurrent = 2 * gates * hidden * hidden
+    per_step = recurrent + 2 * gates * hidden * s.inputs
+    return 3.0 * (per_step * s.batch * s.steps + s.readout_flops(hidden))
+
+
+def make_task(form: str, s: Shape, device: torch.device) -> nn.Module:
+    """The LightningModule of the shape's task with the form's layer (seeded: same weights)."""
+    factory, impl, authors = FORMS[form]
+    warnings.filterwarnings("ignore", "Attribute 'layer' is an instance")  # a task built by hand
+    torch.manual_seed(0)
+    layer = factory(s)
+    if impl is not None:
+        layer.impl = impl
+    if s.task == "regression":
+        task = Regression(layer, output_size=s.outputs, readout=s.readout)
+    else:
+        task = TASKS[s.task](layer, output_size=s.outputs, readout=s.readout)
+    if authors:
+        task.model = AuthorsForm(layer, task.model.readout, task.model.read_from)
+    return task.to(device)
+
+
+def make_step(form: str, s: Shape, device: torch.device) -> Callable[[], None]:
+    """One training step (forward, loss, backward, Adam) of the form on fixed random data."""
+    task = make_task(form, s, device)
+    optimizer = torch.optim.Adam(task.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(s.batch, s.steps, s.inputs, generator=generator).to(device)
+    if s.task == "regression":
+        y = torch.randn(s.batch, 1, generator=generator)
+    else:
+        shape = (s.batch, s.steps) if s.task == "per_step" else (s.batch,)
+        y = torch.randint(0, s.outputs, shape, generator=generator)
+    y = y.to(device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        task.loss(task(x), y).backward()
+        optimizer.step()
+        sync(device)
+
+    return step
+
+
+def runnable(form: str, shape: Shape, args) -> str | None:
+    """Why the form cannot run at this shape here, or None."""
+    impl = FORMS[form][1]
+    device = args.device
+    need = STATE_COPIES.get(form, 2) * shape.states_gib()
+    if need > args.max_gib:
+        return f"needs about {need:.0f} GiB, over --max-gib"
+    if impl == "triton" and device.type != "cuda":
+        return "needs a CUDA device"
+    if impl == "cpp" and device.type != "cpu":
+        return "CPU only"
+    return None
+
+
+def matmul_step(device: torch.device, size: int = 2048) -> Callable[[], None]:
+    """One fp32 size^3 matmul, timed among the forms so that its rate sees the same load."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+
+    def step() -> None:
+        a @ b
+        sync(device)
+
+    return step
+
+
+def time_shape(name: str, forms: list[str], args) -> dict[str, list[float]]:
+    """Seconds per step of each form (and of the 2048^3 matmul, MATMUL) at one shape: one
+    warm-up round, then repeats rounds (fewer where a round would pass --budget-s), the forms
+    alternating in each round."""
+    shape = SHAPES[name]
+    steps = {form: make_step(form, shape, args.device) for form in forms}
+    steps[MATMUL] = matmul_step(args.device)
+    warm = {}
+    for form, step in steps.items():
+        start = time.perf_counter()
+        step()
+        warm[form] = time.perf_counter() - start
+    repeats = max(1, min(args.repeats, int(args.budget_s / sum(warm.values()))))
+    times: dict[str, list[float]] = {form: [] for form in steps}
+    for _ in range(repeats):
+        for form, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[form].append(time.perf_counter() - start)
+    return times
+
+
+def shape_peaks(job: tuple[str, list[str], int]) -> dict[str, float | None]:
+    """Peak memory (MiB) of one training step of each form at a shape, in this fresh process."""
+    name, forms, threads = job
+    torch.set_num_threads(threads)
+    trim = return_freed_memory()
+    peaks = {}
+    for form in forms:
+        step = make_step(form, SHAPES[name], torch.device("cpu"))
+        peaks[form] = peak_mib(step, trim, torch.device("cpu"))
+        del step
+        cpp_ring.empty_cache()
+    return peaks
+
+
+def measure_peaks(name: str, forms: list[str], device: torch.device) -> dict[str, float | None]:
+    """Peaks of every form at one shape: CUDA allocator stats, or a spawned CPU process (where
+    glibc returns freed memory at once, which would slow the timed process unequally)."""
+    if device.type == "cuda":
+        return {
+            f: peak_mib(make_step(f, SHAPES[name], device), lambda: None, device) for f in forms
+        }
+    cpp_ring.empty_cache()
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(1) as pool:
+        try:
+            return pool.apply(shape_peaks, ((name, forms, torch.get_num_threads()),))
+        except Exception as error:  # the child killed for memory: keep the timings
+            print(f"peak memory at {name}: the measuring process failed ({error})")
+            return dict.fromkeys(forms)
+
+
+def shape_rows(name: str, times: dict[str, list[float]], peaks: dict) -> list[dict]:
+    """One row per form: median, ratios to the reference and to the faster baseline, rates
+    (against the matmul rate measured in the same rounds)."""
+    shape = SHAPES[name]
+    medians = {form: statistics.median(t) for form, t in times.items()}
+    rate = 2 * 2048**3 / medians.pop(MATMUL) / 1e9
+    reference = medians.get("wrnn-reference")
+    baselines = [medians[f] for f in ("wrnn-reference", "wrnn-authors") if f in medians]
+    rows = []
+    for form, median in medians.items():
+        gflops = step_flops(form, shape) / median / 1e9
+        rows.append(
+            {
+                "shape": name,
+                "form": form,
+                **asdict(shape),
+                "median_ms": 1e3 * median,
+                "times_ms": [1e3 * t for t in times[form]],
+                "x_reference": reference / median if reference else None,
+                "x_best_baseline": min(baselines) / median if baselines else None,
+                "gflops": gflops,
+                "matmul_gflops": rate,
+                "fraction_of_matmul": gflops / rate,
+                "peak_mib": peaks.get(form),
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict], skipped: dict[str, str], rate: float) -> None:
+    """The rows as a Markdown table."""
+    print(f"\nmatmul rate at the start: {rate:.1f} GFLOP/s, threads: {torch.get_num_threads()}")
+    print("whole training step (forward, loss, backward, Adam), fp32; % of matmul: against")
+    print("the 2048^3 matmul timed in the same rounds as the shape's forms\n")
+    print(
+        "| shape | form | median ms | x reference | x best of reference/authors | GFLOP/s "
+        "| % of matmul | peak MiB |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    for row in rows:
+        print(
+            f"| {row['shape']} | {row['form']} | {row['median_ms']:.1f} "
+            f"| {fmt(row['x_reference'], '.2f')} | {fmt(row['x_best_baseline'], '.2f')} "
+            f"| {row['gflops']:.2f} | {100 * row['fraction_of_matmul']:.1f} "
+            f"| {fmt(row['peak_mib'], '.0f')} |"
+        )
+    for form, why in skipped.items():
+        print(f"skipped {form}: {why}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), help="some of SHAPES")
+    parser.add_argument("--forms", nargs="+", default=list(DEFAULT_FORMS), choices=list(FORMS))
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per shape (most)")
+    parser.add_argument(
+        "--budget-s", type=float, default=30.0, help="fewer repeats where rounds would pass this"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", type=torch.device, default=torch.device("cpu"))
+    parser.add_argument(
+        "--max-gib",
+        type=float,
+        default=16.0,
+        help="skip a form whose states would need more memory than this (the reference at "
+        "nscifar: about 21 GiB)",
+    )
+    parser.add_argument("--no-peaks", action="store_true", help="skip the memory measurement")
+    parser.add_argument(
+        "--peak-max-gib",
+        type=float,
+        default=1.0,
+        help="measure peaks only where the states take at most this (the reference holds ~5x)",
+    )
+    parser.add_argument("--quick", action="store_true", help=f"shapes {QUICK_SHAPES}, 3 repeats")
+    parser.add_argument("--json", default=None, help="write the rows here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.shapes, args.repeats = list(QUICK_SHAPES), min(args.repeats, 3)
+    unknown = sorted(set(args.shapes) - set(SHAPES))
+    if unknown:
+        parser.error(f"unknown shapes {unknown}; choose from {', '.join(SHAPES)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rate = matmul_rate(args.device)
+    rows, skipped = [], {}
+    for name in args.shapes:
+        forms = []
+        for form in args.forms:
+            why = runnable(form, SHAPES[name], args)
+            if why:
+                skipped[f"{form} at {name}"] = why
+            else:
+                forms.append(form)
+        times = time_shape(name, forms, args)
+        peaks = {}
+        if not args.no_peaks and SHAPES[name].states_gib() <= args.peak_max_gib:
+            peaks = measure_peaks(name, forms, args.device)
+        rows += shape_rows(name, times, peaks)
+        print(f"done: {name}", flush=True)
+    print_table(rows, skipped, rate)
+    if args.json:
+        meta = {
+            "matmul_gflops": rate,
+            "threads": torch.get_num_threads(),
+            "device": str(args.device),
+            "torch": torch.__version__,
+            "skipped": skipped,
+        }
+        with open(args.json, "w") as out:
+            json.dump({"meta": meta, "rows": rows}, out, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
