@@ -343,6 +343,19 @@ def test_claim_windows(tmp_path, storage):
     drop(sweep)
 
 
+def test_a_point_is_retried_at_most_max_retries_times(tmp_path):
+    sweep = load_sweep(fault_sweep(tmp_path, seeds=[0], hold=[], max_retries=1))
+    study = open_study(sweep, open_storage(sweep))
+    for number in (0, 1):  # the first attempt and its one retry, both lose their worker
+        trial = claim_waiting(study)
+        assert trial.number == number
+        trial.set_user_attr("worker", {**worker_identity(), "pid": dead_pid()})
+        assert recover_dead_trials(study, sweep) == [number]
+    assert claim_waiting(study) is None  # no third attempt
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
+    assert "retried as trial 1" in status_text(study, sweep)
+
+
 def test_one_point_grid_is_told_without_the_grid_sampler(tmp_path):
     sweep = load_sweep(fault_sweep(tmp_path, seeds=[0], hold=[]))
     study = open_study(sweep, open_storage(sweep))
