@@ -14,6 +14,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from tests.helpers import tiny_copy_args
 from wave_lightning.checkpoints import newest_checkpoint
+from wave_lightning.preemption import PREEMPTED_EXIT
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -49,13 +50,22 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **extra}
 
 
-def fit(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`wave-lightning fit` of the tiny run in `root`; fails the test if the command fails."""
+def fit(
+    root: Path, *args: str, env: dict | None = None, code: int = 0
+) -> subprocess.CompletedProcess:
+    """`wave-lightning fit` of the tiny run in `root`; fails the test unless it exits `code`."""
     command = [sys.executable, "-m", "wave_lightning", "fit", *TINY]
     command += ["--trainer.default_root_dir", str(root), *args]
     result = subprocess.run(command, env=env or clean_env(), capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == code, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+def preempted_fit(root: Path, *args: str, env: dict | None = None) -> None:
+    """A fit stopped by a signal: it exits PREEMPTED_EXIT (143), never 0, and says nothing of
+    the test it did not run."""
+    result = fit(root, *args, env=env, code=PREEMPTED_EXIT)
+    assert "logs: " not in result.stdout  # after_fit did not run
 
 
 def signal_at(signum: int, step: int = STOP_AT) -> str:
@@ -90,7 +100,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def sigterm_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sigterm")
-    fit(root, signal_at(signal.SIGTERM))
+    preempted_fit(root, signal_at(signal.SIGTERM))
     return root
 
 
@@ -122,7 +132,7 @@ def test_sigterm_resume_equals_uninterrupted(sigterm_run, stopped_by_sigterm, un
 
 @pytest.mark.slow
 def test_sigusr1_stops_like_sigterm(tmp_path, stopped_by_sigterm):
-    fit(tmp_path, signal_at(signal.SIGUSR1))
+    preempted_fit(tmp_path, signal_at(signal.SIGUSR1))
     by_usr1 = load(tmp_path / "checkpoints" / "preempted.ckpt")
     assert by_usr1["global_step"] == STOP_AT
     assert_same_weights(by_usr1["state_dict"], stopped_by_sigterm["state_dict"])
@@ -131,7 +141,7 @@ def test_sigusr1_stops_like_sigterm(tmp_path, stopped_by_sigterm):
 @pytest.mark.slow
 def test_ddp_sigterm_resume_equals_uninterrupted(tmp_path, stopped_by_sigterm, uninterrupted):
     ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    fit(tmp_path, *ddp, signal_at(signal.SIGTERM))
+    preempted_fit(tmp_path, *ddp, signal_at(signal.SIGTERM))
     stopped = load(tmp_path / "checkpoints" / "preempted.ckpt")
     assert stopped["global_step"] == STOP_AT
     fit(tmp_path, *ddp, "--ckpt_path", "last")
@@ -169,7 +179,7 @@ def test_slurm_sigusr1_requeues_and_checkpoints(tmp_path, stopped_by_sigterm):
         SLURM_NODELIST="localhost",
     )
     root = tmp_path / "run"
-    fit(root, signal_at(signal.SIGUSR1), env=env)
+    preempted_fit(root, signal_at(signal.SIGUSR1), env=env)
     assert log.read_text().split() == ["requeue", "4242"]
     hpc = load(root / "hpc_ckpt_1.ckpt")  # Lightning's SLURM checkpoint
     preempted = load(root / "checkpoints" / "preempted.ckpt")  # ours, on SLURM's SIGTERM

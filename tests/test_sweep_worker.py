@@ -41,8 +41,9 @@ class Recorder:
 
     def __init__(self, command, env):
         Recorder.calls.append((command, env))
+        self.pid = len(Recorder.calls)
 
-    def wait(self) -> int:
+    def poll(self) -> int:
         return 0
 
 
@@ -96,3 +97,31 @@ def test_reporter_reports_each_validation_and_prunes(tmp_path):
     assert study.get_trials()[0].intermediate_values == {4: 0.5, 8: 2.0}
     assert json.loads((tmp_path / PRUNED_FILE).read_text()) == {"step": 8, "value": 2.0}
     assert study.get_trials()[0].state == TrialState.RUNNING
+
+
+class Exits:
+    """Stands in for a worker process: poll() is None `polls` times, then `code`."""
+
+    def __init__(self, pid: int, code: int, polls: int) -> None:
+        self.pid, self.code, self.polls = pid, code, polls
+
+    def poll(self) -> int | None:
+        self.polls -= 1
+        return self.code if self.polls < 0 else None
+
+
+@pytest.mark.parametrize(
+    ("codes", "status", "said"),
+    [
+        ([0, 0], 0, []),
+        ([0, -9], 137, ["worker 2 was killed by SIGKILL"]),
+        ([1, 0], 1, ["worker 1 exited with 1"]),
+    ],
+)
+def test_launcher_reaps_each_worker_and_exits_with_the_first_failure(codes, status, said):
+    # the first worker exits last: an in-order wait would leave the second a zombie meanwhile
+    processes = [Exits(1, codes[0], polls=3), Exits(2, codes[1], polls=0)]
+    lines = []
+    assert worker.wait_all(processes, lines.append) == status
+    assert lines == said
+    assert [p.polls for p in processes] == [-1, -1]  # each polled until it exited, then no more

@@ -9,6 +9,7 @@ import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
 from .checkpoints import CheckpointError, load_checkpoint, newest_checkpoint
@@ -19,7 +20,7 @@ from .data.location import DataCorruptError, DataDownloadError, DataMissingError
 from .devices import check_devices
 from .errors import fail
 from .loggers import default_loggers
-from .preemption import PreemptionCheckpoint
+from .preemption import PREEMPTED_EXIT, PreemptionCheckpoint
 from .rundir import RunFolderError, check_fresh, checkpoint_dir, default_run_dir
 from .tasks import NonFiniteLossError, SequenceTask
 
@@ -224,6 +225,8 @@ def main(args: list[str] | None = None) -> None:
         return
     try:
         WaveCLI(args=args)
+    except SIGTERMException:  # a SystemExit with status 0; the run did not reach its end
+        sys.exit(PREEMPTED_EXIT)
     except USER_ERRORS as error:
         fail(error)
     finally:

@@ -6,7 +6,8 @@ step boundary, so a resumed run continues exactly. Outside SLURM, SIGUSR1 means 
 SIGTERM. Under SLURM, Lightning's own SIGUSR1 handler stays in charge (it writes
 hpc_ckpt_N.ckpt in the run directory and requeues the job with `scontrol requeue`); the SIGTERM
 that SLURM then sends ends the run here, with preempted.ckpt. `--ckpt_path last` resumes from
-the newest readable one (wave_lightning.checkpoints.newest_checkpoint).
+the newest readable one (wave_lightning.checkpoints.newest_checkpoint). A run stopped so exits
+with PREEMPTED_EXIT, never 0: it did not reach its end.
 """
 
 import os
@@ -20,6 +21,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 STOP_SIGNALS = (SIGTERMException, KeyboardInterrupt)
 PREEMPTED = "preempted.ckpt"
+PREEMPTED_EXIT = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 
 
 class PreemptionCheckpoint(Callback):

@@ -72,7 +72,7 @@ def masked(text: str, sweep: Sweep | None) -> str:
 
 def run(args: argparse.Namespace, sweep: Sweep) -> int:
     """Start the workers unless the sweep is already finished."""
-    from .worker import is_finished, launch
+    from .worker import is_finished, launch, summary_text
 
     study = open_study(sweep, open_storage(sweep))
     for number in recover_dead_trials(study, sweep):
@@ -84,7 +84,9 @@ def run(args: argparse.Namespace, sweep: Sweep) -> int:
     workers = args.workers or (len(gpus) if gpus else 1)
     if gpus is not None and len(gpus) != workers:
         sys.exit(f"error: --workers {workers} needs one GPU each, got --gpus {args.gpus}")
-    return launch(sweep, workers, gpus, args.threads)
+    code = launch(sweep, workers, gpus, args.threads)
+    print(summary_text(load_study(sweep, open_storage(sweep)), sweep), flush=True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,8 +116,7 @@ def command(args: argparse.Namespace, sweep: Sweep) -> None:
     if args.command == "worker":
         from .worker import work
 
-        work(sweep, args.threads)
-        return
+        sys.exit(work(sweep, args.threads))
     study = load_study(sweep, open_storage(sweep))
     if args.command == "status":
         from .report import status_text

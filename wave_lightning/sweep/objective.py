@@ -4,30 +4,51 @@ A child process isolates crashes (a segfault or an out-of-memory kill ends one t
 worker) and returns all GPU memory when it exits. It dies with its worker (PR_SET_PDEATHSIG),
 so a killed worker leaves no orphan training behind. The child reports the metric to the
 trial through the storage (TrialReporter); the worker reads the result back from the storage.
+
+How the run ended decides the trial: COMPLETE only with completed.json (fit reached its end);
+killed by a signal or preempted (PREEMPTED_EXIT) is the infrastructure's doing: TrialInterrupted,
+retried; any other exit is an error of the run: TrialFailed. The worker holds a lock on the
+run folder while its run lives, so a retry never writes into it beside a woken old attempt.
 """
 
 import csv
 import ctypes
+import fcntl
+import json
 import math
+import os
+import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from .reporter import PRUNED_FILE
+from ..checkpoints import CheckpointError, load_checkpoint, newest_checkpoint
+from ..preemption import PREEMPTED, PREEMPTED_EXIT
+from ..rundir import previous_run
+from .reporter import COMPLETED_FILE, PRUNED_FILE
 from .spec import SEED_PARAM, Sweep
+from .storage import worker_identity
 
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 LOG_FILE = "trial.log"
+COMMAND_FILE = "command.txt"
+LEASE_FILE = "owner.lock"
+OWNER_FILE = "owner.json"
+Started = Callable[[subprocess.Popen], None]
 
 
 class TrialFailed(RuntimeError):
     """The trial's run exited with an error, or never logged a finite metric."""
+
+
+class TrialInterrupted(RuntimeError):
+    """The trial's run was killed by a signal or preempted: retry it from its checkpoint."""
 
 
 def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
@@ -40,37 +61,100 @@ def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> A
     return trial.suggest_float(name, low, high, step=step, log=log)
 
 
-def fit_command(sweep: Sweep, params: dict, run_dir: Path, trial_number: int) -> list[str]:
+def trial_args(sweep: Sweep, params: dict) -> list[str]:
+    """What makes this trial differ from the others: its searched values and its seed."""
+    args = []
+    for factor in sweep.factors:
+        if not factor.config_files:
+            args += factor.fit_args(params[factor.name])
+    return [*args, "--seed_everything", str(params[SEED_PARAM])]
+
+
+def fit_command(
+    sweep: Sweep, params: dict, run_dir: Path, trial_number: int, resume: bool = False
+) -> list[str]:
     """The `wave-lightning fit` command of a trial.
 
     Order, later winning: base configs, config-file factors, the sweep's args, searched values,
-    the seed, the run directory, the reporting callback, and `--ckpt_path last` on a retry.
+    the seed, the run directory, the reporting callback, and `--ckpt_path last` on a resume.
     """
     command = [sys.executable, "-m", "wave_lightning", "fit"]
     for config in sweep.configs:
         command += ["--config", str(config)]
-    files = [f for f in sweep.factors if f.config_files]
-    for factor in files:
-        command += factor.fit_args(params[factor.name])
-    command += sweep.args  # after the config factors, before the searched values
     for factor in sweep.factors:
-        if not factor.config_files:
+        if factor.config_files:
             command += factor.fit_args(params[factor.name])
-    command += ["--seed_everything", str(params[SEED_PARAM])]
+    command += sweep.args  # after the config factors, before the searched values
+    command += trial_args(sweep, params)
     command += ["--trainer.default_root_dir", str(run_dir)]
     command += ["--trainer.callbacks+=wave_lightning.sweep.reporter.TrialReporter"]
     command += [f"--trainer.callbacks.sweep={sweep.path}"]
     command += [f"--trainer.callbacks.trial_number={trial_number}"]
-    if (run_dir / LAST_CHECKPOINT).is_file():
+    if resume:
         command += ["--ckpt_path", "last"]
     return command
 
 
-def checkpoint_step(path: Path) -> int | None:
+def checkpoint_step(path: str | Path | None) -> int | None:
     """The global step saved in a Lightning checkpoint, None when there is none."""
-    if not path.is_file():
+    if path is None or not Path(path).is_file():
         return None
-    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    return int(load_checkpoint(path)["global_step"])
+
+
+def trim_metrics(run_dir: Path, step: int) -> int:
+    """Drop the metrics.csv rows of steps >= `step`, which a resume from `step` logs again (a
+    killed attempt logged them after its checkpoint); the number of rows dropped."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns, rows = reader.fieldnames or [], list(reader)
+    kept = [row for row in rows if not row.get("step") or int(row["step"]) < step]
+    if len(kept) < len(rows):
+        with open(path.with_suffix(".tmp"), "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(path.with_suffix(".tmp"), path)
+    return len(rows) - len(kept)
+
+
+def set_aside(run_dir: Path, log: Callable[[str], None]) -> None:
+    """Rename what an attempt left without a readable checkpoint (metrics.csv, damaged
+    checkpoints) to NAME.old, so that the new attempt starts in a fresh folder and no file of
+    the old one is deleted."""
+    for name in previous_run(run_dir, run_dir / "checkpoints"):
+        path = run_dir / name
+        path.replace(path.with_name(path.name + ".old"))
+        log(f"{run_dir.name}: no readable checkpoint; set {name} aside as {name}.old")
+
+
+@contextmanager
+def run_folder_lease(run_dir: Path, trial_number: int, log: Callable[[str], None]) -> Iterator:
+    """Hold the run folder: an exclusive lock (waiting for an older attempt still holding it)
+    and owner.json naming the trial and this worker."""
+    with open(run_dir / LEASE_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"trial {trial_number}: waiting for {owner_text(run_dir)} to leave {run_dir.name}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        (run_dir / OWNER_FILE).write_text(json.dumps({"trial": trial_number, **worker_identity()}))
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def owner_text(run_dir: Path) -> str:
+    """Who holds a run folder, from its owner.json."""
+    try:
+        owner = json.loads((run_dir / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return "an earlier attempt"
+    return f"trial {owner['trial']} (worker {owner['host']}:{owner['pid']})"
 
 
 def die_with_parent() -> None:
@@ -80,15 +164,18 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def run_child(command: list[str], log: Path, env: dict[str, str]) -> int:
-    """Run the trial's command with its output appended to `log`; its exit status."""
+def run_child(command: list[str], log: Path, env: dict[str, str], started: Started) -> int:
+    """Run the trial's command with its output appended to `log`; its exit status. `started`
+    gets the process (the worker passes its SIGTERM on to it)."""
     with open(log, "a") as out:
-        out.write(f"$ {subprocess.list2cmdline(command)}\n")
+        out.write(f"$ {shlex.join(command)}\n")
         out.flush()
         preexec = die_with_parent if sys.platform.startswith("linux") else None
-        return subprocess.run(
+        process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec
-        ).returncode
+        )
+        started(process)
+        return process.wait()
 
 
 def last_line(log: Path) -> str:
@@ -117,24 +204,65 @@ def test_metrics(run_dir: Path) -> dict[str, float]:
     return metrics
 
 
-def objective(trial: optuna.Trial, sweep: Sweep, env: dict[str, str]) -> float:
-    """Train the trial's configuration (resuming its last checkpoint); the best metric value."""
+def prepare(
+    trial: optuna.Trial, sweep: Sweep, run_dir: Path, params: dict, log: Callable[[str], None]
+) -> list[str]:
+    """Under the lease: clear the last attempt's records, pick the newest readable checkpoint,
+    drop the metrics rows logged after it, record and write the command; the command."""
+    for name in (PRUNED_FILE, COMPLETED_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    checkpoint = newest_checkpoint(run_dir, run_dir / "checkpoints")
+    step = checkpoint_step(checkpoint)
+    if step is not None:
+        trial.set_user_attr("resumed_from_step", step)
+        log(f"trial {trial.number}: resumes from step {step} ({Path(checkpoint).name})")
+    if checkpoint is None:  # a start from scratch: fit refuses a folder that holds a run
+        set_aside(run_dir, log)
+    else:
+        trim_metrics(run_dir, step)
+    command = fit_command(sweep, params, run_dir, trial.number, resume=checkpoint is not None)
+    (run_dir / COMMAND_FILE).write_text(shlex.join(command) + "\n")
+    short = shlex.join(trial_args(sweep, params))
+    trial.set_user_attr("command", f"{short} (all of it: {run_dir.name}/{COMMAND_FILE})")
+    return command
+
+
+def exit_reason(code: int, run_dir: Path) -> str:
+    """What ended a run that did not reach its end, in words."""
+    if code == PREEMPTED_EXIT:
+        try:
+            step = checkpoint_step(run_dir / "checkpoints" / PREEMPTED)
+        except CheckpointError:  # cut short: the retry resumes from an older one
+            step = None
+        where = f"at step {step} with checkpoints/{PREEMPTED}" if step is not None else "early"
+        return f"preempted (SIGTERM): stopped {where}"
+    if code < 0:
+        name = signal.Signals(-code).name
+        killer = " (the out-of-memory killer or kill -9)" if code == -signal.SIGKILL else ""
+        return f"killed by {name}{killer}"
+    if code == 0:
+        return "exited 0 before its fit reached its end (no completed.json)"
+    return f"exit status {code}: {last_line(run_dir / LOG_FILE)}"
+
+
+def objective(
+    trial: optuna.Trial, sweep: Sweep, env: dict[str, str], started: Started, log: Callable
+) -> float:
+    """Train the trial's configuration (resuming its newest checkpoint); the best metric value."""
     params = {name: suggest(trial, name, d) for name, d in sweep.space.items()}
     name = trial.user_attrs.get("run_dir") or f"trial-{trial.number:04d}"
     run_dir = sweep.root / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / PRUNED_FILE).unlink(missing_ok=True)
     trial.set_user_attr("run_dir", name)
-    resumed = checkpoint_step(run_dir / LAST_CHECKPOINT)
-    if resumed is not None:
-        trial.set_user_attr("resumed_from_step", resumed)
-    command = fit_command(sweep, params, run_dir, trial.number)
-    trial.set_user_attr("command", subprocess.list2cmdline(command))
-    code = run_child(command, run_dir / LOG_FILE, env)
+    with run_folder_lease(run_dir, trial.number, log):
+        command = prepare(trial, sweep, run_dir, params, log)
+        code = run_child(command, run_dir / LOG_FILE, env, started)
     if (run_dir / PRUNED_FILE).is_file():
         raise optuna.TrialPruned(last_line(run_dir / LOG_FILE))
-    if code != 0:
-        raise TrialFailed(f"exit status {code}: {last_line(run_dir / LOG_FILE)}")
+    if code == PREEMPTED_EXIT or code < 0:
+        raise TrialInterrupted(exit_reason(code, run_dir))
+    if code != 0 or not (run_dir / COMPLETED_FILE).is_file():
+        raise TrialFailed(exit_reason(code, run_dir))
     for metric, value in test_metrics(run_dir).items():
         trial.set_user_attr(metric, value)
     frozen = trial.study._storage.get_trial(trial._trial_id)

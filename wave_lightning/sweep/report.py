@@ -15,9 +15,9 @@ import yaml  # noqa: E402
 from optuna.exceptions import ExperimentalWarning  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
-from .reporter import TrialReporter  # noqa: E402
+from .reporter import STOPPED_ATTR, TrialReporter  # noqa: E402
 from .spec import SEED_PARAM, Sweep  # noqa: E402
-from .storage import origin, storage_url  # noqa: E402
+from .storage import origin, retries, storage_url  # noqa: E402
 
 REPORTER = f"{TrialReporter.__module__}.{TrialReporter.__name__}"
 
@@ -32,7 +32,8 @@ def describe(trial: FrozenTrial) -> str:
 
 
 def status_text(study: optuna.Study, sweep: Sweep) -> str:
-    """Trials by state, the best so far, what runs where and why trials failed."""
+    """Trials by state, the best so far, what runs where, and what happened to each attempt:
+    why it failed, which trial retried it and from which step it resumed."""
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state.name for t in trials)
     lines = [
@@ -46,21 +47,51 @@ def status_text(study: optuna.Study, sweep: Sweep) -> str:
             f"best: trial {best.number} {sweep.metric}={best.value:.6g} {describe(best)} "
             f"({sweep.root / best.user_attrs['run_dir']})"
         )
+    if STOPPED_ATTR in study.user_attrs:
+        lines.append(f"stopped: {study.user_attrs[STOPPED_ATTR]}")
+    retried = retries(study)
     for trial in trials:
-        if trial.state == TrialState.RUNNING:
-            worker = trial.user_attrs.get("worker", {})
-            lines.append(
-                f"running: trial {trial.number} on {worker.get('host')}:{worker.get('pid')} "
-                f"since {trial.datetime_start:%Y-%m-%d %H:%M:%S}"
-            )
-        elif trial.state == TrialState.FAIL:
-            lines.append(f"failed: trial {trial.number}: {trial.user_attrs.get('fail_reason')}")
+        lines += trial_events(trial, sweep, retried)
     return "\n".join(lines)
+
+
+def trial_events(trial: FrozenTrial, sweep: Sweep, retried: dict[int, int]) -> list[str]:
+    """The status lines of one trial: running where, failed why and retried as, resumed from."""
+    history = trial.system_attrs.get("retry_history")
+    resumed = trial.user_attrs.get("resumed_from_step")
+    retry = f"trial {trial.number} (retry of trial {history[-1]})" if history else None
+    if trial.state == TrialState.RUNNING:
+        worker = trial.user_attrs.get("worker", {})
+        return [
+            f"running: {retry or f'trial {trial.number}'} on {worker.get('host')}:"
+            f"{worker.get('pid')} since {trial.datetime_start:%Y-%m-%d %H:%M:%S}"
+            + (f", resumed from step {resumed}" if resumed is not None else "")
+        ]
+    lines = []
+    if retry and resumed is not None:
+        lines.append(f"resumed: {retry} from step {resumed}, {trial.state.name}")
+    if trial.state == TrialState.FAIL:
+        then = f"; retried as trial {retried[trial.number]}" if trial.number in retried else ""
+        lines.append(f"failed: trial {trial.number}: {fail_text(trial, sweep)}{then}")
+    return lines
+
+
+def fail_text(trial: FrozenTrial, sweep: Sweep) -> str:
+    """Why a trial failed; on a database a trial without a recorded reason lost its heartbeat."""
+    if trial.user_attrs.get("fail_reason"):
+        return trial.user_attrs["fail_reason"]
+    if sweep.storage is None:
+        return "no reason recorded"
+    worker = trial.user_attrs.get("worker", {})
+    return (
+        f"no heartbeat for over {sweep.heartbeat['grace']} s from its worker "
+        f"{worker.get('host')}:{worker.get('pid')} (killed, frozen or cut off)"
+    )
 
 
 def trial_rows(study: optuna.Study, sweep: Sweep) -> list[dict]:
     """One flat row per trial: state, value, parameters, run directory and recorded attributes."""
-    rows = []
+    rows, retried = [], retries(study)
     for trial in study.get_trials(deepcopy=False):
         attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("worker", "command")}
         end, start = trial.datetime_complete, trial.datetime_start
@@ -71,6 +102,7 @@ def trial_rows(study: optuna.Study, sweep: Sweep) -> list[dict]:
                 sweep.metric: trial.value,
                 **{f"params_{k}": v for k, v in trial.params.items()},
                 "retry_of": origin(trial) if origin(trial) != trial.number else None,
+                "retried_as": retried.get(trial.number),
                 **attrs,
                 "datetime_start": start,
                 "datetime_complete": end,

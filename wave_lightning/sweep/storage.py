@@ -5,6 +5,7 @@ sweep's fingerprint. Trials of dead workers are failed and queued again with the
 directory: by Optuna's heartbeats on a database, by a process check on the journal.
 """
 
+import copy
 import fcntl
 import os
 import socket
@@ -21,6 +22,7 @@ from optuna.storages import (
     RDBStorage,
     RetryHeartbeatStaleTrialCallback,
 )
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
@@ -28,17 +30,35 @@ from .factory import make_pruner, make_sampler
 from .spec import Sweep
 
 READY_TIMEOUT_S = 120.0
+# of one attempt, never of its retry
+ATTEMPT_ATTRS = ("worker", "fail_reason", "prune_reason", "resumed_from_step")
 
 
 class StudyMismatchError(RuntimeError):
     """The stored study does not belong to this sweep file (or is not ready)."""
 
 
-def retry_callback(sweep: Sweep) -> RetryHeartbeatStaleTrialCallback:
-    """Queues a dead worker's trial again; the copy keeps params, run directory and reports."""
-    return RetryHeartbeatStaleTrialCallback(
-        max_retry=sweep.max_retries, inherit_intermediate_values=True
-    )
+class RetryAttempt:
+    """Optuna's RetryHeartbeatStaleTrialCallback on the trial without its attempt's attributes.
+
+    The copy keeps params, run directory and reports, but not the dead attempt's `worker`: a
+    retry that inherited it could be failed again by another worker right after its claim.
+    """
+
+    def __init__(self, max_retries: int) -> None:
+        self.retry = RetryHeartbeatStaleTrialCallback(
+            max_retry=max_retries, inherit_intermediate_values=True
+        )
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        attempt = copy.deepcopy(trial)
+        attempt.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
+        self.retry(study, attempt)
+
+
+def retry_callback(sweep: Sweep) -> RetryAttempt:
+    """Queues a killed trial again with the same run directory, at most sweep.max_retries times."""
+    return RetryAttempt(sweep.max_retries)
 
 
 def open_storage(sweep: Sweep) -> BaseStorage:
@@ -95,9 +115,21 @@ def load_study_unchecked(sweep: Sweep, storage: BaseStorage) -> optuna.Study:
     return optuna.load_study(
         study_name=sweep.study,
         storage=storage,
-        sampler=make_sampler(sweep.sampler, sweep.space),
+        sampler=study_sampler(sweep),
         pruner=make_pruner(sweep.pruner),
     )
+
+
+def study_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
+    """The sampler of the loaded study; for a grid one that only takes the queued points.
+
+    Grid points are queued trials with fixed parameters and nothing ever samples a grid; Optuna's
+    GridSampler.after_trial, called by study.tell, would stop the study outside optimize
+    (RuntimeError) or, with one point left, look up a `grid_id` queued trials lack (KeyError).
+    """
+    if sweep.is_grid:
+        return optuna.samplers.RandomSampler()
+    return make_sampler(sweep.sampler, sweep.space)
 
 
 def wait_ready(study: optuna.Study, sweep: Sweep) -> None:
@@ -128,19 +160,33 @@ def grid_points(sweep: Sweep) -> list[dict]:
 
 
 def claim_waiting(study: optuna.Study) -> optuna.Trial | None:
-    """Atomically take a queued trial (a grid point or a retry); None when none is left.
+    """Atomically take a queued trial (a grid point or a retry) for this process; None when none
+    is left.
 
     Study.ask would create a fresh trial when another worker took the last queued one, which
-    runs a grid point twice; this claims through the storage and never creates one.
+    runs a grid point twice; this claims through the storage and never creates one. The first
+    heartbeat and the worker record follow at once (see `claim_orphans` for a death between).
     """
-    storage = study._storage
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, frozen._trial_id)
-        except UpdateFinishedTrialError:
-            continue
+        trial = claim(study, frozen._trial_id)
+        if trial is not None:
+            return trial
     return None
+
+
+def claim(study: optuna.Study, trial_id: int) -> optuna.Trial | None:
+    """WAITING -> RUNNING for this process, a first heartbeat and its worker record; None when
+    another process won the trial."""
+    storage = study._storage
+    try:
+        if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+            return None
+    except UpdateFinishedTrialError:
+        return None
+    if is_heartbeat_enabled(storage):
+        storage.record_heartbeat(trial_id)  # fail_stale_trials sees only trials with one
+    storage.set_trial_user_attr(trial_id, "worker", worker_identity())
+    return optuna.Trial(study, trial_id)
 
 
 def worker_identity() -> dict:
@@ -184,30 +230,62 @@ def recover_dead_trials(study: optuna.Study, sweep: Sweep) -> list[int]:
     """Fail and queue again the running trials whose worker is gone; their numbers.
 
     Databases use Optuna's heartbeats (optuna.storages.fail_stale_trials); the journal has none,
-    so a trial whose recorded worker process on this host no longer runs is failed here.
+    so a trial whose recorded worker process on this host no longer runs is failed here. On
+    both, a trial claimed by a worker that died before recording itself is failed after the
+    heartbeat grace.
     """
     if sweep.storage is not None:
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
         optuna.storages.fail_stale_trials(study)
         after = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        return sorted(t.number for t in after if t.number not in before)
-    recovered = []
+        stale = [t.number for t in after if t.number not in before]
+        return sorted(stale + claim_orphans(study, sweep))
     with file_lock(sweep.root / "recover.lock"):
+        recovered = claim_orphans(study, sweep)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker = trial.user_attrs.get("worker")
             if worker is None or worker_alive(worker):
                 continue
-            fail_dead(study, sweep, trial, f"worker {worker['host']}:{worker['pid']} is gone")
-            recovered.append(trial.number)
-    return recovered
+            reason = f"its worker {worker['host']}:{worker['pid']} is gone"
+            if fail_dead(study, sweep, trial, reason):
+                recovered.append(trial.number)
+    return sorted(recovered)
 
 
-def fail_dead(study: optuna.Study, sweep: Sweep, trial: FrozenTrial, reason: str) -> None:
-    """Mark a dead worker's trial FAIL with the reason and queue its retry."""
+def claim_orphans(study: optuna.Study, sweep: Sweep) -> list[int]:
+    """Fail and queue again the trials RUNNING for longer than the grace without a worker record
+    (their worker died between the claim and `claim`'s next write); their numbers."""
+    grace, now, orphans = sweep.heartbeat["grace"], time.time(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now
+        if "worker" in trial.user_attrs or now - started < grace:
+            continue
+        if fail_dead(study, sweep, trial, "its worker died while claiming it"):
+            orphans.append(trial.number)
+    return orphans
+
+
+def fail_dead(study: optuna.Study, sweep: Sweep, trial: FrozenTrial, reason: str) -> bool:
+    """Mark a dead worker's trial FAIL with the reason and queue its retry; False when another
+    process did first."""
     storage = study._storage
-    storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-    storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            return False
+    except UpdateFinishedTrialError:
+        return False
     retry_callback(sweep)(study, storage.get_trial(trial._trial_id))
+    return True
+
+
+def retries(study: optuna.Study) -> dict[int, int]:
+    """{failed trial number: the number of the trial that retries it}."""
+    return {
+        t.system_attrs["retry_history"][-1]: t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.system_attrs.get("retry_history")
+    }
 
 
 def origin(trial: FrozenTrial) -> int:
