@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
 from torch.optim import Optimizer
 
-from .console import EpochLines
+from .console import EpochLines, quiet_known_noise
 from .data.batching import per_device_batch_size
 from .devices import check_devices
 from .loggers import default_loggers
@@ -71,6 +71,9 @@ class WaveCLI(LightningCLI):
         parser.set_defaults(
             {
                 "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}},
+                # the best checkpoint after validation: a resume at an epoch's end, which runs
+                # that end's hooks again without metrics, then warns of no monitored key
+                "checkpoint.save_on_train_epoch_end": False,
             }
         )
         parser.add_argument(
@@ -146,6 +149,7 @@ COMMANDS = {
 def main(args: list[str] | None = None) -> None:
     """Entry point of `wave-lightning`: LightningCLI subcommands, plus `sweep` and `analyze`."""
     argv = sys.argv[1:] if args is None else list(args)
+    quiet_known_noise()
     if argv and argv[0] in COMMANDS:
         importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
         return
