@@ -88,3 +88,17 @@ def test_dashboard_without_optuna_dashboard_says_how_to_install_it(tmp_path, mon
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["dashboard", str(path)])
     assert exit_info.value.code == MISSING
+
+
+def test_dashboard_on_a_port_in_use_says_so_in_one_line(tmp_path, capsys):
+    pytest.importorskip("optuna_dashboard")
+    path = tiny_sweep(tmp_path, "dashboard-busy")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["dashboard", str(path), "--port", str(port)])
+    assert exit_info.value.code == (
+        f"error: optuna-dashboard cannot listen on 127.0.0.1:{port}: Address already in use"
+    )

@@ -33,6 +33,11 @@ def serve(study: optuna.Study, sweep: Sweep, host: str, port: int) -> None:
         f"http://{host}:{port}/ (Ctrl-C stops it)",
         flush=True,
     )
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
-    dashboard.run_server(study._storage, host=host, port=port)  # returns on KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        dashboard.run_server(study._storage, host=host, port=port)  # returns on KeyboardInterrupt
+    except OSError as error:  # a port in use, a host not of this machine
+        sys.exit(f"error: optuna-dashboard cannot listen on {host}:{port}: {error.strerror}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print("optuna-dashboard stopped", flush=True)
