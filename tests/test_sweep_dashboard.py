@@ -70,7 +70,7 @@ def test_dashboard_serves_the_sweeps_study_list_and_stops_on_sigterm(tmp_path):
         listed = get_json(f"http://127.0.0.1:{port}/api/studies", timeout_s=120)
         assert [s["study_name"] for s in listed["study_summaries"]] == ["dashboard-test"]
         server.send_signal(signal.SIGTERM)
-        out, _ = server.communicate(timeout=60)
+        out, _ = server.communicate(timeout=120)
     finally:
         server.kill()
     assert server.returncode == 0
