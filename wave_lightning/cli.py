@@ -26,7 +26,7 @@ def class_name(config, key: str) -> str:
 
 DESCRIPTION = (
     "Train and evaluate wave-based RNNs: LightningCLI subcommands below. "
-    "Also `wave-lightning sweep run|worker|status|report FILE` (Optuna sweeps) and "
+    "Also `wave-lightning sweep run|worker|status|report|dashboard FILE` (Optuna sweeps) and "
     "`wave-lightning analyze --ckpt PATH` (wave measures and plots)."
 )
 
