@@ -13,7 +13,7 @@ DEFAULT_HOST = "127.0.0.1"  # this machine only: the dashboard can edit and dele
 DEFAULT_PORT = 8080
 MISSING = (
     "error: `sweep dashboard` needs optuna-dashboard, which is not installed: "
-    "pip install 'wave-lightning[dashboard]'"
+    "pip install -e '.[dashboard]' in this repository (or pip install optuna-dashboard)"
 )
 
 
