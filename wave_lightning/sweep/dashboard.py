@@ -3,6 +3,8 @@
 import importlib
 import signal
 import sys
+import threading
+from wsgiref.simple_server import make_server
 
 import optuna
 
@@ -17,27 +19,29 @@ MISSING = (
 )
 
 
-def stop_on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM (kill, docker stop) stops the server as Ctrl-C does."""
-    raise KeyboardInterrupt
-
-
 def serve(study: optuna.Study, sweep: Sweep, host: str, port: int) -> None:
-    """Serve optuna-dashboard on the study's storage at http://host:port/ until stopped."""
+    """Serve optuna-dashboard on the study's storage at http://host:port/ until Ctrl-C or
+    SIGTERM (kill, docker stop), which shuts the server down between requests."""
     try:
         dashboard = importlib.import_module("optuna_dashboard")
     except ImportError:
         sys.exit(MISSING)
+    try:
+        server = make_server(host, port, dashboard.wsgi(study._storage))
+    except OSError as error:  # a port in use, a host not of this machine
+        sys.exit(f"error: optuna-dashboard cannot listen on {host}:{port}: {error.strerror}")
     print(
         f"optuna-dashboard of study {sweep.study} ({storage_url(sweep)}) at "
         f"http://{host}:{port}/ (Ctrl-C stops it)",
         flush=True,
     )
-    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    stop = threading.Thread(target=server.shutdown)  # shutdown waits for serve_forever's loop
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.start())
     try:
-        dashboard.run_server(study._storage, host=host, port=port)  # returns on KeyboardInterrupt
-    except OSError as error:  # a port in use, a host not of this machine
-        sys.exit(f"error: optuna-dashboard cannot listen on {host}:{port}: {error.strerror}")
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        server.server_close()
     print("optuna-dashboard stopped", flush=True)
