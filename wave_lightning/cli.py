@@ -14,7 +14,7 @@ from torch.optim import Optimizer
 
 from .checkpoints import CheckpointError, load_checkpoint, newest_checkpoint
 from .configcheck import LINKS, ConfigError, refused_value, set_by_user
-from .console import EpochLines
+from .console import EpochLines, quiet_known_noise
 from .data.batching import per_device_batch_size
 from .data.location import DataCorruptError, DataDownloadError, DataMissingError
 from .devices import check_devices
@@ -33,7 +33,7 @@ def class_name(config, key: str) -> str:
 
 DESCRIPTION = (
     "Train and evaluate wave-based RNNs: LightningCLI subcommands below. "
-    "Also `wave-lightning sweep run|worker|status|report FILE` (Optuna sweeps) and "
+    "Also `wave-lightning sweep run|worker|status|report|dashboard FILE` (Optuna sweeps) and "
     "`wave-lightning analyze --ckpt PATH` (wave measures and plots)."
 )
 
@@ -90,6 +90,9 @@ class WaveCLI(LightningCLI):
         parser.set_defaults(
             {
                 "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}},
+                # the best checkpoint after validation: a resume at an epoch's end, which runs
+                # that end's hooks again without metrics, then warns of no monitored key
+                "checkpoint.save_on_train_epoch_end": False,
             }
         )
         parser.add_argument(
@@ -220,6 +223,7 @@ COMMANDS = {
 def main(args: list[str] | None = None) -> None:
     """Entry point of `wave-lightning`: LightningCLI subcommands, plus `sweep` and `analyze`."""
     argv = sys.argv[1:] if args is None else list(args)
+    quiet_known_noise()
     if argv and argv[0] in COMMANDS:
         importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
         return

@@ -4,7 +4,7 @@ Figures are built as matplotlib.figure.Figure, outside pyplot: no GUI backend, n
 list to leak from a training callback."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,9 @@ from .speed import WaveMeasure
 COLUMNS = 3
 NAMED_WAVE_SCORE = 0.1
 PANEL = (4.2, 3.2)
+RING_FIGURE = (7.0, 6.0)  # inches; at RING_DPI a 700 x 600 GIF
+RING_DPI = 100
+RING_RADIUS_OFFSET = 2.0  # ring r at radius r + 2: the innermost ring is not a point
 
 
 def panel_grid(count: int, title: str) -> tuple[Figure, list]:
@@ -108,37 +111,48 @@ def plot_spectra(
 
 
 def animate_rings(states: Tensor, path: str | Path, fps: int = 8, title: str = "Rings") -> Path:
-    """An animated GIF of states (T, rings, units): ring r drawn as a circle of radius r + 2,
+    """An animated GIF of states (T, rings, units), one frame per step (see ring_figure)."""
+    fig, draw = ring_figure(states, title)
+    path = Path(path)
+    animation = FuncAnimation(fig, draw, frames=states.shape[0], blit=False)
+    animation.save(path, writer=PillowWriter(fps=fps), dpi=RING_DPI)
+    return path
+
+
+def ring_figure(states: Tensor, title: str) -> tuple[Figure, Callable[[int], tuple]]:
+    """The rings' figure and its frame function: ring r drawn as a circle of radius r + 2,
     each unit coloured by its activation over the ring's largest one at that time, so that a
-    wave stays visible while the overall activity grows or decays."""
+    wave stays visible while the overall activity grows or decays. The horizontal axis names
+    each ring at its radius, below its unit 0 (3 o'clock)."""
     steps, rings, units = states.shape
     angle = 2 * np.pi * np.arange(units) / units
-    radius = np.repeat(np.arange(rings) + 2.0, units)
+    radii = np.arange(rings) + RING_RADIUS_OFFSET
+    radius = np.repeat(radii, units)
     x, y = radius * np.tile(np.cos(angle), rings), radius * np.tile(np.sin(angle), rings)
     peak = states.abs().amax(dim=2, keepdim=True).clamp_min(1e-12)
     values = (states / peak).reshape(steps, -1).numpy()
-    fig = Figure(figsize=(4.8, 4), layout="constrained")
+    fig = Figure(figsize=RING_FIGURE, layout="constrained")
     ax = fig.subplots()
+    extent = radii[-1] + 1.0
+    ax.set(xlim=(-extent, extent), ylim=(-extent, extent), aspect="equal")
     spacing = 2 * np.pi * radius / units  # distance between neighbours, in data units
-    size = (spacing * 72 * 3.2 / (2 * (rings + 2.5))) ** 2  # marker area in points^2
+    points_per_unit = RING_FIGURE[1] * 0.8 * 72 / (2 * extent)
+    size = (0.9 * np.minimum(spacing, 1.0) * points_per_unit) ** 2  # marker area in points^2
     dots = ax.scatter(x, y, c=values[0], s=size, cmap="magma", vmin=min(0.0, values.min()), vmax=1)
-    fig.colorbar(dots, ax=ax, label="activation / ring's max at t")
-    ax.set_aspect("equal")
-    ax.set_axis_off()
+    fig.colorbar(dots, ax=ax, label="activation / ring's max at t", shrink=0.8)
+    ax.set_xticks(radii, [str(r) for r in range(rings)])
+    ax.set_xlabel("ring (channel), at radius r + 2; unit 0 at 3 o'clock, counter-clockwise")
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
 
     def draw(t: int):
         dots.set_array(values[t])
-        ax.set_title(
-            f"{title}: t = {t} steps\n(ring r at radius r + 2; unit 0 at 3 o'clock, "
-            "counter-clockwise)",
-            fontsize=8,
-        )
+        ax.set_title(f"{title}: t = {t} steps", fontsize=11)
         return (dots,)
 
-    path = Path(path)
-    animation = FuncAnimation(fig, draw, frames=steps, blit=False)
-    animation.save(path, writer=PillowWriter(fps=fps), dpi=72)
-    return path
+    draw(0)
+    return fig, draw
 
 
 def sheet_range(sheets: Tensor) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import fail
+from .dashboard import DEFAULT_HOST, DEFAULT_PORT, serve
 from .spec import Sweep, SweepFileError, load_sweep, shown_url, write_derived
 from .storage import StudyMismatchError, load_study, open_storage, open_study, recover_dead_trials
 
@@ -32,7 +33,16 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write CSV, ablation table, best config, plots")
     report.add_argument("file", type=Path)
     report.add_argument("--out", type=Path, help="output folder (default: <root>/report)")
+    add_dashboard_parser(commands)
     return main
+
+
+def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:
+    """`sweep dashboard FILE [--host H] [--port P]`: optuna-dashboard (the `dashboard` extra)."""
+    dashboard = commands.add_parser("dashboard", help="serve optuna-dashboard on the storage")
+    dashboard.add_argument("file", type=Path)
+    dashboard.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    dashboard.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
 
 
 def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -122,6 +132,8 @@ def command(args: argparse.Namespace, sweep: Sweep) -> None:
         from .report import status_text
 
         print(masked(status_text(study, sweep), sweep))
+    elif args.command == "dashboard":
+        serve(study, sweep, args.host, args.port)
     else:
         from .report import write_report
 

@@ -1,8 +1,8 @@
 """What a sweep produced: its status, a CSV of trials, the ablation table, best config, plots."""
 
 import csv
+import importlib.util
 import statistics
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -12,11 +12,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
-from optuna.exceptions import ExperimentalWarning  # noqa: E402
+from optuna.importance import (  # noqa: E402
+    BaseImportanceEvaluator,
+    FanovaImportanceEvaluator,
+    PedAnovaImportanceEvaluator,
+)
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from .reporter import STOPPED_ATTR, TrialReporter  # noqa: E402
-from .spec import SEED_PARAM, Sweep  # noqa: E402
+from .spec import Sweep  # noqa: E402
 from .storage import origin, retries, storage_url  # noqa: E402
 
 REPORTER = f"{TrialReporter.__module__}.{TrialReporter.__name__}"
@@ -162,7 +166,7 @@ def short_names(names: list[str]) -> list[str]:
 
 def ablation_markdown(study: optuna.Study, sweep: Sweep) -> str:
     """Mean ± std over seeds for every combination of factor levels, then for every level."""
-    factors = short_names([f.name for f in sweep.factors])
+    factors = list(factor_names(sweep).values())
     groups = ablation_groups(study, sweep)
     metrics = list(metric_columns(complete(study), sweep)) if groups else [sweep.metric]
     header = [*factors, "seeds", *metrics]
@@ -214,19 +218,91 @@ def save(ax: plt.Axes, path: Path) -> None:
     plt.close(figure)
 
 
+def value_scale(values: list[float]) -> dict:
+    """set_yscale arguments: log when the positive values span more than two decades, symlog
+    (linear below the smallest positive value) when zeros or negatives are among them."""
+    positive = [v for v in values if v > 0]
+    if not positive or max(positive) <= 100 * min(positive):
+        return {"value": "linear"}
+    if len(positive) == len(values):
+        return {"value": "log"}
+    return {"value": "symlog", "linthresh": min(positive)}
+
+
+def factor_names(sweep: Sweep) -> dict[str, str]:
+    """Each factor's name as ablation.md and the plots show it (see short_names)."""
+    names = [f.name for f in sweep.factors]
+    return dict(zip(names, short_names(names), strict=True))
+
+
+def factor_labels(sweep: Sweep, keys: list[tuple]) -> list[str]:
+    """One tick label per group: 'factor=level' lines, with the factors' short names."""
+    names = factor_names(sweep).values()
+    return ["\n".join(f"{n}={v}" for n, v in zip(names, key, strict=True)) for key in keys]
+
+
 def plot_ablation(study: optuna.Study, sweep: Sweep, path: Path) -> None:
-    """The ablation as bars (mean over seeds) with error bars (std)."""
+    """The ablation as bars (mean over seeds) with error bars (std), one bar per group."""
     groups = ablation_groups(study, sweep)
-    labels = ["\n".join(map(str, key)) for key in groups]
+    labels = factor_labels(sweep, list(groups))
     stats = [mean_std([t.value for t in trials]) for trials in groups.values()]
-    figure, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(labels)), 4.0))
-    ax.bar(range(len(stats)), [m for m, _ in stats], yerr=[s or 0.0 for _, s in stats], capsize=4)
-    ax.set_xticks(range(len(labels)), labels, fontsize=7)
-    ax.set_ylabel(sweep.metric)
     means = [m for m, _ in stats]
-    if min(means) > 0 and max(means) > 100 * min(means):
-        ax.set_yscale("log")  # losses of solved and unsolved runs differ by decades
-    ax.set_title(f"{sweep.study}: mean ± std over seeds")
+    figure, ax = plt.subplots(figsize=(2.0 + 0.7 * len(labels), 4.5))
+    ax.bar(range(len(stats)), means, yerr=[s or 0.0 for _, s in stats], capsize=4)
+    ticks = {"fontsize": 7, "rotation": 45, "ha": "right", "rotation_mode": "anchor"}
+    ax.set_xticks(range(len(labels)), labels, **ticks)
+    ax.set_ylabel(f"{sweep.metric} (mean ± std over seeds)")
+    ax.set_yscale(**value_scale(means))  # losses of solved and unsolved runs differ by decades
+    ax.set_title(f"{sweep.study}: {sweep.metric} by factor levels")
+    save(ax, path)
+
+
+def plot_history(study: optuna.Study, sweep: Sweep, path: Path) -> None:
+    """Every complete trial's value by trial number, and the best so far."""
+    trials = sorted(complete(study), key=lambda t: t.number)
+    values = [t.value for t in trials]
+    better = min if sweep.direction == "minimize" else max
+    best = [better(values[: i + 1]) for i in range(len(values))]
+    figure, ax = plt.subplots(figsize=(6.0, 4.0))
+    ax.plot([t.number for t in trials], values, "o", ms=4, label="trial")
+    ax.step([t.number for t in trials], best, where="post", color="C3", label="best so far")
+    ax.set_yscale(**value_scale(values))
+    ax.set(xlabel="trial number", ylabel=sweep.metric, title=f"{sweep.study}: history")
+    ax.legend()
+    save(ax, path)
+
+
+def importance_evaluator() -> tuple[BaseImportanceEvaluator, str]:
+    """fANOVA when scikit-learn is installed (the `report` extra), else Optuna's default.
+
+    Optuna's default, PED-ANOVA, compares the best trials' levels with all trials': in an
+    ablation where two factors together decide between solved and unsolved runs, it gives
+    every factor the same importance, the one that changes nothing included."""
+    if importlib.util.find_spec("sklearn") is None:
+        return PedAnovaImportanceEvaluator(), "PED-ANOVA (Optuna's default; no scikit-learn)"
+    return FanovaImportanceEvaluator(seed=0), "fANOVA"
+
+
+def factor_importances(study: optuna.Study, sweep: Sweep, params: list[str]) -> dict[str, float]:
+    """Each factor's importance for the objective (summing to 1), by its short name."""
+    evaluator, _ = importance_evaluator()
+    importances = optuna.importance.get_param_importances(
+        study, evaluator=evaluator, params=params, normalize=True
+    )
+    return {factor_names(sweep)[p]: float(importances[p]) for p in params}
+
+
+def plot_importances(study: optuna.Study, sweep: Sweep, params: list[str], path: Path) -> None:
+    """The factors' importances as horizontal bars, the largest on top, the evaluator named."""
+    shown = factor_importances(study, sweep, params)
+    order = sorted(shown, key=shown.get)
+    figure, ax = plt.subplots(figsize=(6.0, 0.5 * len(order) + 1.5))
+    ax.barh(order, [shown[n] for n in order])
+    for y, label in enumerate(order):
+        ax.text(shown[label], y, f" {shown[label]:.2f}", va="center", fontsize=8)
+    ax.set_xlim(0, 1.1)
+    ax.set(xlabel=f"importance for {sweep.metric} (sums to 1)")
+    ax.set_title(f"{sweep.study}: factor importances by {importance_evaluator()[1]}")
     save(ax, path)
 
 
@@ -237,18 +313,14 @@ def varied_params(trials: list[FrozenTrial]) -> list[str]:
 
 
 def write_plots(study: optuna.Study, sweep: Sweep, out: Path) -> list[Path]:
-    """History, parameter importances (when a parameter varies) and the ablation bars."""
-    from optuna.visualization import matplotlib as vis
-
-    written = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        save(vis.plot_optimization_history(study), out / "history.png")
-        written.append(out / "history.png")
-        params = [p for p in varied_params(complete(study)) if p != SEED_PARAM]
-        if len(complete(study)) > 1 and params:
-            save(vis.plot_param_importances(study, params=params), out / "importances.png")
-            written.append(out / "importances.png")
+    """History, factor importances (when a factor varies) and the ablation bars."""
+    plot_history(study, sweep, out / "history.png")
+    written = [out / "history.png"]
+    varied = varied_params(complete(study))
+    params = [f.name for f in sweep.factors if f.name in varied]
+    if len(complete(study)) > 1 and params:
+        plot_importances(study, sweep, params, out / "importances.png")
+        written.append(out / "importances.png")
     plot_ablation(study, sweep, out / "ablation.png")
     return [*written, out / "ablation.png"]
 

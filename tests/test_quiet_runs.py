@@ -1,0 +1,60 @@
+"""A fit, its resume and `analyze` print what happened and none of the known noise."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT, tiny_copy_args
+
+NOISE = [
+    "litlogger",
+    "litmodels",
+    "LeafSpec",
+    "is an instance of `nn.Module`",
+    "could not find the monitored key",
+]
+TINY = ["--data.train_batches=10", "--trainer.log_every_n_steps=5", "--data.val_size=64"]
+
+
+def wave_lightning(*args: str, cwd) -> str:
+    """Run `python -m wave_lightning ARGS` as a user would; its stdout and stderr together."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "wave_lightning", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def assert_quiet(output: str) -> None:
+    assert [noise for noise in NOISE if noise in output] == []
+    assert re.findall(r"^epoch \d+ step \d+: *$", output, flags=re.MULTILINE) == []
+
+
+@pytest.mark.slow
+def test_fit_resume_and_analyze_print_no_known_noise(tmp_path):
+    run = tmp_path / "run"
+    fit = ["fit", *tiny_copy_args(), *TINY, f"--trainer.default_root_dir={run}"]
+    first = wave_lightning(*fit, "--trainer.max_steps=20", cwd=tmp_path)
+    assert_quiet(first)
+    assert re.search(r"^epoch 1 step 20: train/loss=\S+ val/acc=", first, re.MULTILINE)
+
+    # last.ckpt was written at epoch 1's end: the resume runs that end's hooks again
+    resumed = wave_lightning(*fit, "--trainer.max_steps=30", "--ckpt_path=last", cwd=tmp_path)
+    assert_quiet(resumed)
+    assert re.findall(r"^epoch \d+ step \d+:", resumed, re.MULTILINE) == ["epoch 2 step 30:"]
+
+    ckpt = run / "checkpoints" / "last.ckpt"
+    analyzed = wave_lightning(
+        "analyze", "--ckpt", str(ckpt), "--examples=4", "--onset-examples=64", cwd=tmp_path
+    )
+    assert_quiet(analyzed)
+    assert "WaveRNN: speed" in analyzed and "rings.gif" in analyzed
