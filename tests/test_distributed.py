@@ -129,10 +129,12 @@ def test_cli_rejects_more_gpus_than_exist(tmp_path):
     wanted = torch.cuda.device_count() + 1
     args = [*TINY, "--trainer.default_root_dir", str(tmp_path)]
     args += ["--trainer.accelerator", "gpu", "--trainer.devices", str(wanted)]
-    with pytest.raises(
-        ValueError, match=f"needs {wanted} GPU.s. but this machine shows {wanted - 1}"
-    ):
+    with pytest.raises(SystemExit) as exit_info:
         main(["fit", *args])
+    message = str(exit_info.value.code)
+    assert message.startswith(f"error: trainer.devices='{wanted}' needs {wanted} GPU(s) but ")
+    assert f"this machine shows {wanted - 1} " in message and "\n" not in message
+    assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
 # ---- DDP runs (two processes, gloo) ------------------------------------------------------------
