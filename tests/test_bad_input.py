@@ -201,6 +201,16 @@ def test_a_wrong_password_and_a_missing_study_never_show_the_password(tmp_path, 
     assert f":{url.password}@" not in missing
 
 
+@pytest.mark.parametrize("command", ["status", "report", "dashboard"])
+def test_reading_a_journal_sweep_never_run_creates_nothing(tmp_path, capsys, command):
+    data = tiny_sweep(tmp_path)
+    path = write(tmp_path / "sweep.yaml", data)
+    message = one_line_error(["sweep", command, str(path)], capsys)
+    journal = Path(data["root"]) / "journal.log"
+    assert message == f"error: no study {data['study']!r} in {journal}; start it with `sweep run`"
+    assert files_under(tmp_path) == ["sweep.yaml"]  # no run folder, no empty journal.log
+
+
 # the space, checked against fit's config schema before the first trial
 
 

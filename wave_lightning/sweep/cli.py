@@ -14,7 +14,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import fail
 from .dashboard import DEFAULT_HOST, DEFAULT_PORT, serve
 from .spec import Sweep, SweepFileError, load_sweep, shown_url, write_derived
-from .storage import StudyMismatchError, load_study, open_storage, open_study, recover_dead_trials
+from .storage import (
+    StudyMismatchError,
+    load_study,
+    open_storage,
+    open_study,
+    read_study,
+    recover_dead_trials,
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -127,7 +134,7 @@ def command(args: argparse.Namespace, sweep: Sweep) -> None:
         from .worker import work
 
         sys.exit(work(sweep, args.threads))
-    study = load_study(sweep, open_storage(sweep))
+    study = read_study(sweep)
     if args.command == "status":
         from .report import status_text
 

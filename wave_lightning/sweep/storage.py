@@ -79,16 +79,29 @@ def storage_url(sweep: Sweep) -> str:
     return sweep.storage or str(sweep.journal)
 
 
+def no_study(sweep: Sweep) -> StudyMismatchError:
+    """The error for a sweep whose study was never started."""
+    return StudyMismatchError(
+        f"no study {sweep.study!r} in {storage_url(sweep)}; start it with `sweep run`"
+    )
+
+
 def load_study(sweep: Sweep, storage: BaseStorage) -> optuna.Study:
     """The sweep's existing study; a clear error when it was never started."""
     try:
         study = load_study_unchecked(sweep, storage)
     except KeyError as error:
-        raise StudyMismatchError(
-            f"no study {sweep.study!r} in {storage_url(sweep)}; start it with `sweep run`"
-        ) from error
+        raise no_study(sweep) from error
     wait_ready(study, sweep)
     return study
+
+
+def read_study(sweep: Sweep) -> optuna.Study:
+    """The existing study for a command that only reads it (status, report, dashboard): a
+    journal that does not exist is an error, not created empty with its folder."""
+    if sweep.storage is None and not sweep.journal.is_file():
+        raise no_study(sweep)
+    return load_study(sweep, open_storage(sweep))
 
 
 def open_study(sweep: Sweep, storage: BaseStorage) -> optuna.Study:
