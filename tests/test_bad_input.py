@@ -63,15 +63,17 @@ def test_fit_refuses_a_bad_value_in_one_line(tmp_path, capsys, args, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_missing_smnist_files_are_named_without_a_traceback(tmp_path, capsys):
+@pytest.mark.parametrize("fast_dev_run", [["--trainer.fast_dev_run", "1"], []])
+def test_missing_smnist_files_are_named_before_anything_is_written(tmp_path, capsys, fast_dev_run):
     args = ["fit", "--config", str(ROOT / "conf/experiment/smnist_gru.yaml")]
-    args += ["--data.init_args.data_dir", str(tmp_path / "data"), "--trainer.fast_dev_run", "1"]
+    args += ["--data.init_args.data_dir", str(tmp_path / "data"), *fast_dev_run]
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--trainer.default_root_dir", str(tmp_path / "run")])
     message = str(exit_info.value.code)
     assert message.startswith("error: MNIST: 4 of 4 files are missing. Expected:\n")
     assert f"{tmp_path}/data/MNIST/raw/train-images-idx3-ubyte" in message
     assert "Traceback" not in capsys.readouterr().err
+    assert files_under(tmp_path) == []  # no run folder: no config.yaml, no logger files
 
 
 def test_a_nan_loss_at_the_first_step_claims_no_checkpoint(tmp_path, capsys):

@@ -162,8 +162,10 @@ class WaveCLI(LightningCLI):
             per_device_batch_size(batch_size, self.trainer)
 
     def before_evaluation(self) -> None:
-        """Check the batch split; load any checkpoint weights-only."""
+        """Check the batch split and the data files; load any checkpoint weights-only."""
         self.check_batch_split()
+        if not getattr(self.datamodule, "download", False):  # else prepare_data fetches them
+            getattr(self.datamodule, "require_data", lambda: None)()
         self.config_init[self.subcommand].weights_only = True
 
     before_validate = before_test = before_predict = before_evaluation

@@ -158,9 +158,12 @@ class NoisySequentialCIFAR10(SequenceDataModule):
             root = str(self.data_dir)
             fetch("CIFAR10", self.data_dir, lambda: CIFAR10(root, train=True, download=True))
 
-    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def require_data(self) -> None:
         folder = self.data_dir / CIFAR10.base_folder
         require_files("CIFAR10", folder, CIFAR10_FILES, CIFAR10_HOW_TO_FETCH)
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        self.require_data()
         train = read_cifar10(self.data_dir, train=True, verify_md5=self.verify_md5)
         return (*train, *read_cifar10(self.data_dir, train=False, verify_md5=self.verify_md5))
 

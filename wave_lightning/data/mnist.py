@@ -105,8 +105,11 @@ class SequentialMNIST(SequenceDataModule):
         if self.download:
             fetch("MNIST", self.data_dir, lambda: MNIST(str(self.data_dir), download=True))
 
-    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def require_data(self) -> None:
         require_files("MNIST", self.data_dir / "MNIST" / "raw", MNIST_FILES, MNIST_HOW_TO_FETCH)
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        self.require_data()
         return (*read_mnist(self.data_dir, train=True), *read_mnist(self.data_dir, train=False))
 
     def sequences(self, inputs: Tensor, labels: Tensor, stage: str) -> Dataset:

@@ -74,6 +74,10 @@ class SequenceDataModule(LightningDataModule):
     def output_size(self) -> int:
         return self.num_classes
 
+    def require_data(self) -> None:
+        """Raise DataMissingError unless the raw files are in place (a data set made in memory,
+        like MNIST-1D, needs none); the CLI calls it before anything is written."""
+
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Raw (train inputs, train labels, test inputs, test labels), before the val split."""
         raise NotImplementedError
