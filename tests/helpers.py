@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -10,6 +12,19 @@ from torch.utils.data import DataLoader
 from wave_lightning.data import AddingTask
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`wave-lightning fit ARGS` in a child process of this checkout, one thread, output kept."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "wave_lightning", "fit", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
 
 
 def tiny_copy_args(**data: object) -> list[str]:

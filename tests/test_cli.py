@@ -1,16 +1,13 @@
 """The wave-lightning command: configs, print_config round trip, resume, errors, NaN guard."""
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from tests.helpers import tiny_copy_args
+from tests.helpers import cli, tiny_copy_args
 from wave_lightning.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,18 +135,6 @@ def test_a_run_writes_config_logs_and_checkpoints(tmp_path, capsys):
 
 def final_weights(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints/last.ckpt", weights_only=False)["state_dict"]
-
-
-def cli(args, env=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "wave_lightning", "fit", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
 
 
 @pytest.mark.slow

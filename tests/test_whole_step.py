@@ -2,9 +2,6 @@
 copies at the layer boundary, and `impl` chosen by the config without touching checkpoints."""
 
 import copy
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +9,7 @@ import torch
 import yaml
 from torch.profiler import ProfilerActivity, profile
 
-from tests.helpers import tiny_copy_args
+from tests.helpers import cli, tiny_copy_args
 from wave_lightning.models import SequenceModel
 from wave_lightning.nn import IRNN, LocalRNN, WaveRNN, cpp_ring
 
@@ -135,18 +132,6 @@ def test_the_fast_forms_return_the_last_state_as_an_output_of_their_own():
         states, last = make_layer(layer_class, impl)(x)
         assert "Select" not in last.grad_fn.name(), (layer_class, impl)
         torch.testing.assert_close(last, states[:, -1], rtol=0, atol=0)
-
-
-def cli(args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "wave_lightning", "fit", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
 
 
 def recorded_impl(run: Path) -> str:
