@@ -310,6 +310,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def write_json(path: str, rows: list[dict], rate: float, device, **meta) -> None:
+    """The rows with what they were measured on: matmul rate, threads, device, torch, `meta`."""
+    meta = {
+        "matmul_gflops": rate,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "torch": torch.__version__,
+        **meta,
+    }
+    with open(path, "w") as out:
+        json.dump({"meta": meta, "rows": rows}, out, indent=1)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     if args.threads:
@@ -325,14 +338,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row["peak_mib"] = peak
     print_table(rows, rate)
     if args.json:
-        meta = {
-            "matmul_gflops": rate,
-            "threads": torch.get_num_threads(),
-            "device": str(args.device),
-            "torch": torch.__version__,
-        }
-        with open(args.json, "w") as out:
-            json.dump({"meta": meta, "rows": rows}, out, indent=1)
+        write_json(args.json, rows, rate, args.device)
     return rows
 
 

@@ -16,7 +16,6 @@ growth, one spawned process per shape, where the states take at most --peak-max-
 """
 
 import argparse
-import json
 import multiprocessing
 import statistics
 import time
@@ -27,7 +26,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from benchmarks.recurrence import matmul_rate, peak_mib, return_freed_memory, sync
+from benchmarks.recurrence import (
+    matmul_rate,
+    peak_mib,
+    return_freed_memory,
+    sync,
+    write_json,
+)
 from wave_lightning.nn import GRU, IRNN, LSTM, LocalRNN, WaveRNN, cpp_ring
 from wave_lightning.tasks import PerStepClassification, Regression, SequenceClassification
 
@@ -380,15 +385,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"done: {name}", flush=True)
     print_table(rows, skipped, rate)
     if args.json:
-        meta = {
-            "matmul_gflops": rate,
-            "threads": torch.get_num_threads(),
-            "device": str(args.device),
-            "torch": torch.__version__,
-            "skipped": skipped,
-        }
-        with open(args.json, "w") as out:
-            json.dump({"meta": meta, "rows": rows}, out, indent=1)
+        write_json(args.json, rows, rate, args.device, skipped=skipped)
     return rows
 
 

@@ -366,12 +366,22 @@ def test_one_point_grid_is_told_without_the_grid_sampler(tmp_path):
     assert [(t.state, t.value) for t in study.get_trials()] == [(TrialState.COMPLETE, 0.5)]
 
 
-def test_a_retry_resumes_from_the_newest_readable_checkpoint(tmp_path):
+FIRST_POINT = {"seed": 0, "model.init_args.layer.init_args.recurrent_init": "shift"}
+
+
+def claimed_first_trial(tmp_path: Path) -> tuple:
+    """A one-seed fault sweep with its first point claimed and an empty checkpoints/ folder:
+    (sweep, study, trial, run folder)."""
     sweep = load_sweep(fault_sweep(tmp_path, seeds=[0], hold=[]))
     study = open_study(sweep, open_storage(sweep))
     trial = claim_waiting(study)
     run = sweep.root / "trial-0000"
     (run / "checkpoints").mkdir(parents=True)
+    return sweep, study, trial, run
+
+
+def test_a_retry_resumes_from_the_newest_readable_checkpoint(tmp_path):
+    sweep, study, trial, run = claimed_first_trial(tmp_path)
     torch.save({"global_step": 7, "state_dict": {}}, run / "checkpoints" / "preempted.ckpt")
     last = run / "checkpoints" / "last.ckpt"
     torch.save({"global_step": 9, "state_dict": {"w": torch.zeros(1000)}}, last)
@@ -379,9 +389,8 @@ def test_a_retry_resumes_from_the_newest_readable_checkpoint(tmp_path):
     os.utime(run / "checkpoints" / "preempted.ckpt", ns=(0, 10**9))
     with open(run / "metrics.csv", "w") as handle:
         handle.write("epoch,step,train/loss\n" + "".join(f"0,{s},1.0\n" for s in range(9)))
-    params = {"seed": 0, "model.init_args.layer.init_args.recurrent_init": "shift"}
     lines = []
-    command = prepare(trial, sweep, run, params, lines.append)
+    command = prepare(trial, sweep, run, FIRST_POINT, lines.append)
     assert lines == ["trial 0: resumes from step 7 (preempted.ckpt)"]
     assert command[-2:] == ["--ckpt_path", "last"]
     assert study.get_trials()[0].user_attrs["resumed_from_step"] == 7
@@ -392,17 +401,12 @@ def test_a_retry_resumes_from_the_newest_readable_checkpoint(tmp_path):
 
 
 def test_a_retry_without_a_readable_checkpoint_starts_afresh_beside_the_old_files(tmp_path):
-    sweep = load_sweep(fault_sweep(tmp_path, seeds=[0], hold=[]))
-    study = open_study(sweep, open_storage(sweep))
-    trial = claim_waiting(study)
-    run = sweep.root / "trial-0000"
-    (run / "checkpoints").mkdir(parents=True)
+    sweep, study, trial, run = claimed_first_trial(tmp_path)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")
     (run / "metrics.csv").write_text("epoch,step,train/loss\n0,0,1.0\n")
-    params = {"seed": 0, "model.init_args.layer.init_args.recurrent_init": "shift"}
     lines = []
     with pytest.warns(UserWarning, match="last.ckpt"):
-        command = prepare(trial, sweep, run, params, lines.append)
+        command = prepare(trial, sweep, run, FIRST_POINT, lines.append)
     assert "--ckpt_path" not in command
     assert lines == [
         "trial-0000: no readable checkpoint; set metrics.csv aside as metrics.csv.old",
