@@ -44,6 +44,7 @@ PAPER_COPY = {
     "irnn_sigma_v_init": [1e-7, 1e-7, 1e-6, 8e-6],
 }
 COPY_DELAYS = [0, 10, 30, 80]
+AUTHORS_DELAYS = [10, 20, 50, 100]  # their copy script's T, paired by position with COPY_DELAYS
 AUTHORS_TEST_BATCH = 50  # Table 4's unit: the mean per-step cross-entropy / their test batch
 # Paper Table 1: adding test MSE and iterations to solve at T = 100, 200, 400 (None: never).
 PAPER_ADDING = {
@@ -131,27 +132,39 @@ def copy_delays(sweep: Sweep) -> list[int]:
     return list(factor.distribution.choices)
 
 
-def copy_table(losses: dict[tuple, list[float]], delays: list[int], layout: str) -> str:
-    """Table 4 in the authors' units: per row and column the paper's test loss beside ours.
+def paper_column(delay: int, layout: str) -> int:
+    """The index of the paper's Table 4 column a trained delay is compared with: the paper's
+    T itself, or the authors' script's T paired by position (AUTHORS_DELAYS)."""
+    return (AUTHORS_DELAYS if layout == "authors" else COPY_DELAYS).index(delay)
 
-    `losses` maps (model, delay) to per-seed losses already in those units; `delays` are ours,
-    paired by position with the paper's columns T = 0, 10, 30, 80.
+
+def copy_table(
+    measures: dict[str, dict[tuple, list[float]]], delays: list[int], layout: str
+) -> str:
+    """Table 4 in the authors' units: per row and trained delay the paper's test loss, then ours.
+
+    `measures` maps a column name (e.g. "ours") to per-(model, delay) seed losses already in
+    those units; the no-memory baseline goes in the first of them.
     """
-    names = [
-        f"T={t}" if layout == "paper" else f"T={t} (script T={d})"
-        for t, d in zip(COPY_DELAYS, delays, strict=True)
-    ]
-    header = ["model"] + [f"{name} {who}" for name in names for who in ("paper", "ours")]
+    header = ["model"]
+    for delay in delays:
+        name = f"T={COPY_DELAYS[paper_column(delay, layout)]}"
+        name += "" if layout == "paper" else f" (script T={delay})"
+        header += [f"{name} {who}" for who in ("paper", *measures)]
     lines = [table_row(header), table_row(["---"] * len(header))]
     for model, paper in PAPER_COPY.items():
         cells = [model]
-        for delay, theirs in zip(delays, paper, strict=True):
-            ours = losses.get((model, delay), [])
-            cells += [sci(theirs), loss_cell(ours) if ours else "-"]
+        for delay in delays:
+            cells.append(sci(paper[paper_column(delay, layout)]))
+            for losses in measures.values():
+                ours = losses.get((model, delay), [])
+                cells.append(loss_cell(ours) if ours else "-")
         lines.append(table_row(cells))
-    guess = [sci(memoryless_loss(d, layout) / AUTHORS_TEST_BATCH) for d in delays]
-    row = "no memory of the symbols (blanks right, uniform guess at the recall steps)"
-    lines.append(table_row([row, *[c for g in guess for c in ("", g)]]))
+    row = ["no memory of the symbols (blanks right, uniform guess at the recall steps)"]
+    for delay in delays:
+        guess = sci(memoryless_loss(delay, layout) / AUTHORS_TEST_BATCH)
+        row += ["", guess, *[""] * (len(measures) - 1)]
+    lines.append(table_row(row))
     return "\n".join(lines)
 
 
@@ -163,10 +176,27 @@ def memoryless_loss(delay: int, layout: str = "paper", symbols: int = 8, length:
     return length * math.log(symbols) / steps
 
 
-def copy_losses(groups: dict[tuple, list[FrozenTrial]], sweep: Sweep) -> dict[tuple, list[float]]:
-    """Per (model, delay) the seeds' test losses, in the authors' units."""
+def copy_losses(
+    groups: dict[tuple, list[FrozenTrial]], sweep: Sweep
+) -> dict[str, dict[tuple, list[float]]]:
+    """Per (model, delay) the seeds' losses in the authors' units: the best checkpoint's test
+    loss, and the validation loss at its best during training (the authors' "best test loss")
+    and at the end."""
     factor = to_authors_units(sweep)
-    return {key: [t.user_attrs["test/loss"] * factor for t in ts] for key, ts in groups.items()}
+    metric = sweep.metric
+
+    def final(trial: FrozenTrial) -> float:
+        return curve(run_dir(sweep, trial), metric)[1][-1]
+
+    pick = {
+        "ours, test (best ckpt)": lambda t: t.user_attrs["test/loss"],
+        "ours, best val": lambda t: t.value,
+        "ours, final val": final,
+    }
+    return {
+        name: {key: [value(t) * factor for t in ts] for key, ts in groups.items()}
+        for name, value in pick.items()
+    }
 
 
 def copy_losses_from_json(results: dict) -> dict[tuple, list[float]]:
@@ -227,22 +257,44 @@ def plot_curves(
     metric: str,
     path: Path,
     label: Callable[[int], str],
+    paper: dict[tuple, float],
+    scale: float = 1.0,
 ) -> None:
-    """One panel per length: `metric` against step for every seed of each model, log scale."""
+    """One panel per length: `metric` (times `scale`) against step for every seed of each model,
+    log scale, with the paper's value for (model, length) as a dotted line of the same colour."""
     figure, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 3.4), squeeze=False)
     for ax, length in zip(axes[0], lengths, strict=True):
         for (model, name), color in zip(models.items(), plt.cm.tab10.colors, strict=False):
             for index, trial in enumerate(groups.get((model, length), [])):
                 steps, values = curve(run_dir(sweep, trial), metric)
+                values = [v * scale for v in values]
                 ax.plot(steps, values, color=color, alpha=0.8, label=name if index == 0 else None)
+            if (model, length) in paper:
+                ax.axhline(paper[model, length], color=color, linestyle=":", linewidth=1.2)
         ax.set_yscale("log")
         ax.set_xlabel("training step")
         ax.set_title(label(length))
-    axes[0][0].set_ylabel(metric)
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].set_ylabel(f"{metric}, dotted: paper")
+    axes[0][0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def paper_values(sweep: Sweep, task: str) -> dict[tuple, float]:
+    """The paper's test loss (copy, Table 4's unit) or MSE (adding) per trained (model, length)."""
+    if task == "copy":
+        layout = copy_layout(sweep)
+        return {
+            (model, d): values[paper_column(d, layout)]
+            for model, values in PAPER_COPY.items()
+            for d in copy_delays(sweep)
+        }
+    return {
+        (model, t): paper["mse"][ADDING_LENGTHS.index(t)]
+        for model, paper in PAPER_ADDING.items()
+        for t in lengths(sweep)
+    }
 
 
 def best_checkpoint(sweep: Sweep, trial: FrozenTrial) -> Path:
@@ -314,16 +366,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.from_json:
         results = json.loads(args.from_json.read_text())
-        print(copy_table(copy_losses_from_json(results), COPY_DELAYS, "paper"))
+        print(copy_table({"ours": copy_losses_from_json(results)}, COPY_DELAYS, "paper"))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     copy_sweep, copy_study, copy_groups = open_sweep(args.copy)
-    print("## Copy (Table 4): test loss (mean CE / 50), mean ± std over seeds (min–max)\n")
-    losses = copy_losses(copy_groups, copy_sweep)
-    print(copy_table(losses, copy_delays(copy_sweep), copy_layout(copy_sweep)), "\n")
-    rows = {"wrnn": "wRNN", "irnn": "iRNN", "irnn_sigma_v_init": "iRNN + Sigma + V-init"}
-    plot_curves(copy_groups, copy_sweep, rows, copy_delays(copy_sweep), "val/loss",
-                args.out / "copy_curves.png", lambda t: f"copy, T={t}")  # fmt: skip
+    print("## Copy (Table 4): loss in Table 4's unit (mean CE / 50)")
+    print("mean ± std over seeds (min–max)\n")
+    delays = copy_delays(copy_sweep)
+    print(copy_table(copy_losses(copy_groups, copy_sweep), delays, copy_layout(copy_sweep)), "\n")
+    rows = {model: model for model in PAPER_COPY}
+    plot_curves(copy_groups, copy_sweep, rows, delays, "val/loss", args.out / "copy_curves.png",
+                lambda t: f"copy, T={t}", paper_values(copy_sweep, "copy"),
+                to_authors_units(copy_sweep))  # fmt: skip
     results = {"copy": summary(args.copy, copy_study, copy_groups, copy_sweep)}
     models, opened = {"wrnn": "wRNN", "irnn": "iRNN"}, {"copy": (copy_sweep, copy_groups)}
     for name, path in (("adding", args.adding), ("adding_long", args.adding_long)):
@@ -331,13 +385,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"## Adding (Table 1): {path}, {max_steps(sweep)} steps\n")
         print(adding_table(groups, sweep), "\n")
         plot_curves(groups, sweep, models, lengths(sweep), "val/mse",
-                    args.out / f"{name}_curves.png", lambda t: f"adding, T={t}")  # fmt: skip
+                    args.out / f"{name}_curves.png", lambda t: f"adding, T={t}",
+                    paper_values(sweep, "adding"))  # fmt: skip
         results[name] = summary(path, study, groups, sweep)
         opened[name] = (sweep, groups)
     measures = {
         f"{model}_{task}": spacetime(sweep, groups[key][0], args.out, f"{task}_{model}")
         for task, (sweep, groups), length in (
-            ("copy", opened["copy"], 30),
+            ("copy", opened["copy"], max(delays)),
             ("adding", opened["adding_long"], 100),
         )
         for model in ("wrnn", "irnn")

@@ -295,10 +295,38 @@ def test_report_puts_every_copy_sweep_in_the_authors_units():
     results = {"copy": {"runs": [{"model": "wrnn", "length": 0, "seed": s, "test/loss": v}
                                  for s, v in ((1, 5e-4), (0, 1e-4))]}}  # fmt: skip
     assert report.copy_losses_from_json(results) == {("wrnn", 0): [1e-4 / 50, 5e-4 / 50]}
-    table = report.copy_table({("wrnn", 20): [2e-6]}, [10, 20, 50, 100], "authors")
+    table = report.copy_table({"ours": {("wrnn", 20): [2e-6]}}, [10, 20, 50, 100], "authors")
     assert "| T=10 (script T=20) paper | T=10 (script T=20) ours |" in table
     assert "| wrnn | 9.0e-12 | - | 1.0e-10 | 2.0e-06 ± 0.0e+00 (2.0e-06–2.0e-06) |" in table
     assert f"| {10 * math.log(8) / 20 / 50:.1e} |" in table  # the baseline at script T = 10
+
+
+def test_report_pairs_one_trained_delay_with_its_paper_column_and_gives_every_measure():
+    report = report_module()
+    assert report.paper_column(20, "authors") == 1 and report.paper_column(30, "paper") == 2
+    measures = {"best": {("irnn", 50): [1e-3, 3e-3]}, "final": {("irnn", 50): [2e-3, 4e-3]}}
+    table = [
+        line.split(" | ") for line in report.copy_table(measures, [50], "authors").splitlines()
+    ]
+    assert table[0][1:] == [
+        "T=30 (script T=50) paper",
+        "T=30 (script T=50) best",
+        "T=30 (script T=50) final |",
+    ]
+    irnn = next(cells for cells in table if cells[0] == "| irnn")
+    assert irnn[1:] == [
+        "2.0e-03",
+        "2.0e-03 ± 1.4e-03 (1.0e-03–3.0e-03)",
+        "3.0e-03 ± 1.4e-03 (2.0e-03–4.0e-03) |",
+    ]
+    assert table[-1][1:] == [
+        "",
+        f"{10 * math.log(8) / 60 / 50:.1e}",
+        " |",
+    ]  # the baseline, first column
+    t20 = report.load_sweep(ROOT / "sweeps/copy_table4_authors_t20_cpu.yaml")
+    paper = report.paper_values(t20, "copy")
+    assert paper == {(m, 20): values[1] for m, values in report.PAPER_COPY.items()}
 
 
 def test_report_shows_the_authors_solve_criterion_where_the_sweep_logs_it():

@@ -9,7 +9,7 @@ from PIL import Image
 
 from tests.helpers import ROOT
 from wave_lightning.analysis.cli import build_parser, spike_window
-from wave_lightning.analysis.compare_spikes import layers_at_init
+from wave_lightning.analysis.compare_spikes import layer_at_init, layers_at_init
 from wave_lightning.analysis.compare_spikes import main as compare_main
 from wave_lightning.analysis.spikes import (
     balanced,
@@ -20,6 +20,7 @@ from wave_lightning.analysis.spikes import (
 )
 from wave_lightning.cli import main
 from wave_lightning.nn import WaveRNN, cpp_ring
+from wave_lightning.tasks.loading import load_task
 
 
 def test_spike_trains_have_exactly_the_requested_spikes_per_channel():
@@ -143,3 +144,33 @@ def test_the_comparison_at_init_writes_one_row_per_layer_and_spike_count(
     # a 3x3 sheet holds 3 steps of the history before its wave wraps: exact with normal V
     assert table["layers"]["sheet_normal"][0]["exact"] == 1.0
     assert "sheet_normal: spikes -> balanced acc / exact: 1: 1.000/1.000" in capsys.readouterr().out
+
+
+def test_the_comparison_of_a_checkpoint_gives_its_trained_layer_and_the_same_layer_at_init(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(cpp_ring, "available", lambda: False)
+    main([
+        "fit", "--config", str(ROOT / "conf/experiment/copy_wrnn.yaml"),
+        "--model.layer.init_args.n_hid", "6", "--model.layer.init_args.n_ch", "2",
+        "--data.delay", "2", "--data.batch_size", "8", "--data.train_batches", "3",
+        "--data.val_size", "8", "--data.test_size", "8", "--optimizer.init_args.lr", "0.05",
+        "--trainer.max_steps", "3", "--test_after_fit", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"),
+    ])  # fmt: skip
+    ckpt = tmp_path / "run/checkpoints/last.ckpt"
+    out = tmp_path / "table.json"
+    compare_main(["--out", str(out), "--trained", f"wrnn={ckpt}", "--steps", "4",
+                  "--spikes", "1", "--examples", "64"])  # fmt: skip
+    table = json.loads(out.read_text())
+    assert (table["at"], sorted(table["layers"])) == ("trained", ["wrnn init", "wrnn trained"])
+    assert table["layers"]["wrnn trained"][0]["channels"] == 10  # the copy task's inputs
+    trained = load_task(ckpt).model.layer
+    fresh = layer_at_init(str(ckpt))
+    assert type(fresh) is WaveRNN and fresh.hidden_size == trained.hidden_size == 12
+    shift = torch.zeros_like(fresh.recurrent.conv.weight)
+    shift[[0, 1], [0, 1], 0] = 1.0  # the shift init: each ring takes its left neighbour
+    assert torch.equal(fresh.recurrent.conv.weight, shift)
+    assert not torch.allclose(trained.recurrent.conv.weight, shift, atol=1e-3)  # 3 Adam steps
+    with pytest.raises(SystemExit, match="--trained 'wrnn': expected NAME=CHECKPOINT"):
+        compare_main(["--out", str(out), "--trained", "wrnn"])

@@ -1,12 +1,16 @@
-"""`python -m wave_lightning.analysis.compare_spikes`: spike decoding of the compared layers at
-init (wRNN, untied ring, iRNN, 2-D sheet) into one JSON table; trained layers: analyze --ckpt."""
+"""`python -m wave_lightning.analysis.compare_spikes`: spike decoding of the compared layers
+(wRNN, untied ring, iRNN, 2-D sheet) into one JSON table: built at init, or, with `--trained
+NAME=CKPT`, each checkpoint's trained layer beside the same layer freshly initialised."""
 
 import argparse
+import importlib
 
 import torch
 from torch import nn
 
+from ..checkpoints import load_checkpoint
 from ..nn import IRNN, LocalRNN, WaveRNN, WaveSheetRNN
+from ..tasks.loading import load_task
 from .spikes import spike_table, write_table
 
 
@@ -26,8 +30,29 @@ def layers_at_init(channels: int, side: int, n_ch: int, seed: int = 0) -> dict[s
     return layers
 
 
+def layer_at_init(ckpt: str, seed: int = 0) -> nn.Module:
+    """The layer a checkpoint's run started from in kind and size, drawn afresh under `seed`:
+    built from the layer config in the checkpoint's hyper-parameters, no weights loaded."""
+    config = load_checkpoint(ckpt)["hyper_parameters"]["layer"]
+    module, name = config["class_path"].rsplit(".", 1)
+    torch.manual_seed(seed)
+    return getattr(importlib.import_module(module), name)(**config["init_args"])
+
+
+def trained_layers(named: list[str], seed: int = 0) -> dict[str, nn.Module]:
+    """Per NAME=CKPT the checkpoint's trained layer ("NAME trained") and its twin at init."""
+    layers = {}
+    for item in named:
+        name, sep, ckpt = item.partition("=")
+        if not (sep and name and ckpt):
+            raise SystemExit(f"error: --trained {item!r}: expected NAME=CHECKPOINT")
+        layers[f"{name} trained"] = load_task(ckpt).model.layer
+        layers[f"{name} init"] = layer_at_init(ckpt, seed)
+    return layers
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Write the spike decoding table of the compared layers at init."""
+    """Write the spike decoding table of the compared layers at init, or of trained ones."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--out", required=True, help="JSON file written")
     parser.add_argument("--channels", type=int, default=3)
@@ -37,13 +62,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spikes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--examples", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--trained", nargs="+", metavar="NAME=CKPT", help="checkpoints' layers, not the init ones"
+    )
     args = parser.parse_args(argv)
-    layers = layers_at_init(args.channels, args.side, args.n_ch, args.seed)
+    if args.trained:
+        layers = trained_layers(args.trained, args.seed)
+    else:
+        layers = layers_at_init(args.channels, args.side, args.n_ch, args.seed)
     rows = {
         name: spike_table(layer, args.spikes, args.steps, args.examples, args.seed)
         for name, layer in layers.items()
     }
-    write_table(rows, args.out, {"at": "init", **vars(args)})
+    write_table(rows, args.out, {"at": "trained" if args.trained else "init", **vars(args)})
     for name, results in rows.items():
         cells = ", ".join(f"{r.spikes}: {r.balanced_accuracy:.3f}/{r.exact:.3f}" for r in results)
         print(f"{name}: spikes -> balanced acc / exact: {cells}")
