@@ -12,11 +12,13 @@ from wave_lightning.analysis.capacity import (
     checkpoint_recall,
     delay_horizon,
     horizons,
+    layer_size,
     recall_accuracy,
     write_capacity_report,
 )
 from wave_lightning.analysis.inputs import load_datamodule
 from wave_lightning.cli import main
+from wave_lightning.nn import IRNN, LocalRNN, WaveRNN, WaveSheetRNN
 from wave_lightning.tasks import load_task
 
 from .helpers import ROOT
@@ -93,12 +95,21 @@ def test_the_capacity_report_reads_every_trials_checkpoint_and_writes_the_horizo
         )
         for delay in (2, 4)
     ]  # fmt: skip
-    written = write_capacity_report(trials, tmp_path / "runs", tmp_path / "out", examples=8)
+    runs = [(trial, tmp_path / "runs") for trial in trials]
+    written = write_capacity_report(runs, tmp_path / "out", examples=8)
     assert [p.name for p in written] == ["capacity.json", "capacity.png"] and written[1].is_file()
     report = json.loads(written[0].read_text())
     accuracy = checkpoint_recall(tmp_path / "runs/trial-0000/checkpoints/last.ckpt", examples=8)
-    assert [(r["delay"], r["n_hid"], r["recall_accuracy"]) for r in report["runs"]] == [
+    assert [(r["delay"], r["N"], r["recall_accuracy"]) for r in report["runs"]] == [
         (2, 8, accuracy), (4, 8, accuracy)
     ]  # fmt: skip
     assert accuracy < 0.99  # one step of training: no delay is solved
-    assert report["horizons"] == [{"layer": "wave_ring", "n_ch": 1, "n_hid": 8, "horizon": None}]
+    assert report["horizons"] == [{"layer": "wave_ring", "n_ch": 1, "N": 8, "horizon": None}]
+
+
+def test_the_size_of_a_ring_sheet_and_dense_layer_is_the_length_a_wave_travels():
+    assert layer_size(WaveRNN(3, n_hid=12, n_ch=2)) == (2, 12)
+    assert layer_size(LocalRNN(3, n_hid=7, n_ch=3)) == (3, 7)
+    assert layer_size(WaveSheetRNN(3, height=4, width=9, n_ch=2)) == (2, 9)
+    assert layer_size(WaveSheetRNN(3, height=6, width=5)) == (1, 6)
+    assert layer_size(IRNN(3, hidden_size=20)) == (1, 20)

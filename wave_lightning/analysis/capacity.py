@@ -1,8 +1,9 @@
 """Memory capacity on the copy task: accuracy on the recalled symbols, and the longest delay
-solved (recall accuracy >= 0.99) per model size, from a table of runs.
+solved (recall accuracy >= 0.99) per layer, channel count and size N, from finished sweeps.
 
 The copy task's logged acc counts every step, blanks included; the recall accuracy counts only
-the last memory_length steps, where the symbols are repeated.
+the last memory_length steps, where the symbols are repeated. From sweep files:
+scripts/capacity_report.py.
 """
 
 import json
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from torch import Tensor
+from optuna.trial import FrozenTrial
+from torch import Tensor, nn
 
-from ..tasks import load_task
+from ..nn import WaveSheetRNN
+from ..tasks import SequenceTask, load_task
 from .inputs import load_datamodule, run_config_path
 
 SOLVED = 0.99
@@ -26,11 +29,27 @@ def recall_accuracy(prediction: Tensor, target: Tensor, memory_length: int) -> f
     return float(recalled.double().mean())
 
 
-@torch.no_grad()
+def layer_size(layer: nn.Module) -> tuple[int, int]:
+    """(channels, N) of a layer: a ring layer's rings and units per ring; a sheet's sheets and
+    its longer side (the most steps a wave travels before it wraps); a dense layer is one channel
+    of hidden_size units (under the shift init, one ring of that length)."""
+    if isinstance(layer, WaveSheetRNN):
+        return layer.n_ch, max(layer.height, layer.width)
+    if hasattr(layer, "n_hid"):
+        return layer.n_ch, layer.n_hid
+    return 1, layer.hidden_size
+
+
 def checkpoint_recall(ckpt: str | Path, examples: int = 512) -> float:
     """The recall accuracy of a copy-task checkpoint on the first `examples` test sequences of
     its run's data (rebuilt from <run>/config.yaml)."""
-    task = load_task(ckpt).eval()
+    return task_recall(load_task(ckpt), ckpt, examples)
+
+
+@torch.no_grad()
+def task_recall(task: SequenceTask, ckpt: str | Path, examples: int) -> float:
+    """checkpoint_recall of a task already loaded from `ckpt`."""
+    task.eval()
     datamodule = load_datamodule(run_config_path(ckpt))
     datamodule.setup("test")
     inputs, targets = [], []
@@ -69,14 +88,18 @@ def horizons(
     }
 
 
-def trial_rows(trials: Iterable, root: str | Path, examples: int = 512) -> list[dict]:
-    """One row per finished sweep trial (optuna FrozenTrial): its parameters under the last
-    part of their dotted names, and the recall accuracy of its run's last.ckpt (under root)."""
+def trial_rows(runs: Iterable[tuple[FrozenTrial, Path]], examples: int = 512) -> list[dict]:
+    """One row per finished sweep trial (optuna FrozenTrial, with the root of its sweep): its
+    parameters under the last part of their dotted names, its layer's n_ch and N (layer_size),
+    and the recall accuracy of its run's last.ckpt."""
     rows = []
-    for trial in trials:
+    for trial, root in runs:
         ckpt = Path(root) / trial.user_attrs["run_dir"] / "checkpoints" / "last.ckpt"
         params = {name.rsplit(".", 1)[-1]: value for name, value in trial.params.items()}
-        rows.append({**params, "recall_accuracy": checkpoint_recall(ckpt, examples)})
+        task = load_task(ckpt)
+        n_ch, size = layer_size(task.model.layer)
+        accuracy = task_recall(task, ckpt, examples)
+        rows.append({**params, "n_ch": n_ch, "N": size, "recall_accuracy": accuracy})
     return rows
 
 
@@ -93,21 +116,22 @@ def plot_horizons(result: dict[tuple, int | None], path: Path) -> Path:
         ax.plot(sizes, [h or 0 for _, h in points], "o-", label=" ".join(map(str, label)))
         unsolved = [n for n, h in points if h is None]
         ax.plot(unsolved, [0] * len(unsolved), "o", mfc="white", color="grey")
-    ax.set(xlabel="N (units per ring)", ylabel=f"longest delay solved (recall >= {SOLVED})")
+    xlabel = "N (units per ring; sheet: longer side; dense: units)"
+    ax.set(xlabel=xlabel, ylabel=f"longest delay solved (recall >= {SOLVED})")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
     return path
 
 
 def write_capacity_report(
-    trials: Iterable, root: str | Path, out_dir: str | Path, examples: int = 512
+    runs: Iterable[tuple[FrozenTrial, Path]], out_dir: str | Path, examples: int = 512
 ) -> list[Path]:
-    """capacity.json (every run's recall accuracy, and the horizon per layer, n_ch and n_hid)
-    and capacity.png (horizon against n_hid) for the finished trials of a capacity sweep."""
+    """capacity.json (every run's recall accuracy, and the horizon per layer, n_ch and N) and
+    capacity.png (horizon against N) for finished trials of capacity sweeps, each with its root."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = trial_rows(trials, root, examples)
-    result = horizons(rows, group=["layer", "n_ch", "n_hid"])
-    table = [{"layer": k[0], "n_ch": k[1], "n_hid": k[2], "horizon": h} for k, h in result.items()]
+    rows = trial_rows(runs, examples)
+    result = horizons(rows, group=["layer", "n_ch", "N"])
+    table = [{"layer": k[0], "n_ch": k[1], "N": k[2], "horizon": h} for k, h in result.items()]
     (out / "capacity.json").write_text(json.dumps({"runs": rows, "horizons": table}, indent=2))
     return [out / "capacity.json", plot_horizons(result, out / "capacity.png")]
