@@ -164,6 +164,7 @@ def test_the_comparison_of_a_checkpoint_gives_its_trained_layer_and_the_same_lay
                   "--spikes", "1", "--examples", "64"])  # fmt: skip
     table = json.loads(out.read_text())
     assert (table["at"], sorted(table["layers"])) == ("trained", ["wrnn init", "wrnn trained"])
+    assert "side" not in table and table["trained"] == [f"wrnn={ckpt}"]
     assert table["layers"]["wrnn trained"][0]["channels"] == 10  # the copy task's inputs
     trained = load_task(ckpt).model.layer
     fresh = layer_at_init(str(ckpt))

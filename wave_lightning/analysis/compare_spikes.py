@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> None:
         name: spike_table(layer, args.spikes, args.steps, args.examples, args.seed)
         for name, layer in layers.items()
     }
-    write_table(rows, args.out, {"at": "trained" if args.trained else "init", **vars(args)})
+    meta = {"at": "trained" if args.trained else "init", **vars(args)}
+    if args.trained:  # the checkpoints' layers set their own sizes and inputs
+        meta = {k: v for k, v in meta.items() if k not in ("channels", "side", "n_ch")}
+    write_table(rows, args.out, meta)
     for name, results in rows.items():
         cells = ", ".join(f"{r.spikes}: {r.balanced_accuracy:.3f}/{r.exact:.3f}" for r in results)
         print(f"{name}: spikes -> balanced acc / exact: {cells}")
