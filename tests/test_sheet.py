@@ -8,7 +8,7 @@ import torch
 
 from tests.helpers import ROOT
 from wave_lightning.analysis.plots import plot_sheet_snapshots
-from wave_lightning.analysis.sheets import impulse_sheets, track_velocity
+from wave_lightning.analysis.sheets import fft_velocity, impulse_sheets, track_velocity
 from wave_lightning.cli import main
 from wave_lightning.nn import WaveSheetRNN
 from wave_lightning.nn.sheet import STEPS
@@ -170,6 +170,31 @@ def test_impulse_tracking_measures_each_channels_velocity():
     assert (still[0].vy, still[0].vx, still[0].speed) == pytest.approx((0, 0, 0), abs=1e-9)
     silent = track_velocity(torch.zeros(4, 1, 3, 3))[0]
     assert math.isnan(silent.vy) and math.isnan(silent.speed)
+
+
+def test_the_3d_fft_plane_gives_each_shift_channels_velocity_and_none_for_identity():
+    layer = WaveSheetRNN(1, 6, 6, 4, direction="cycle")
+    moves = [(v.vy, v.vx, v.speed, v.direction) for v in fft_velocity(impulse_sheets(layer, 7))]
+    expected = [(0, 1, 1, 0), (1, 0, 1, 270), (0, -1, 1, 180), (-1, 0, 1, 90)]
+    for got, want in zip(moves, expected, strict=True):
+        assert got == pytest.approx(want, abs=1e-9)
+    still = fft_velocity(impulse_sheets(WaveSheetRNN(1, 4, 4, recurrent_init="identity"), 5))[0]
+    assert (still.vy, still.vx) == pytest.approx((0, 0), abs=1e-9)
+    assert math.isnan(fft_velocity(torch.zeros(4, 1, 3, 3))[0].speed)
+
+
+def test_the_3d_fft_plane_finds_a_fractional_velocity_of_a_smooth_moving_blob():
+    # a periodic blob moving (vy, vx) = (0.5, -0.75) units/step on a 16 x 20 torus
+    t = torch.arange(24.0)[:, None, None]
+    y, x = torch.arange(16.0)[None, :, None], torch.arange(20.0)[None, None, :]
+    phase_y = 2 * math.pi * (y - 0.5 * t) / 16
+    phase_x = 2 * math.pi * (x + 0.75 * t) / 20
+    blob = torch.exp(2 * torch.cos(phase_y) + 2 * torch.cos(phase_x))
+    velocity = fft_velocity(blob[:, None])[0]
+    assert (velocity.vy, velocity.vx) == pytest.approx((0.5, -0.75), abs=0.02)
+    # centre-of-mass tracking agrees on this rigid motion
+    tracked = track_velocity(blob[:, None])[0]
+    assert (tracked.vy, tracked.vx) == pytest.approx((0.5, -0.75), abs=1e-6)
 
 
 def test_sheet_snapshots_draw_one_panel_per_channel_and_time():
