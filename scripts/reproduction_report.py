@@ -83,7 +83,10 @@ def sci(value: float) -> str:
 
 
 def loss_cell(values: list[float]) -> str:
-    """Mean ± std over seeds and, as the spread matters on a log scale, the per-seed range."""
+    """Mean ± std over seeds and, as the spread matters on a log scale, the per-seed range;
+    one seed's value alone."""
+    if len(values) == 1:
+        return sci(values[0])
     mean, std = mean_std(values)
     return f"{sci(mean)} ± {sci(std or 0.0)} ({sci(min(values))}–{sci(max(values))})"
 
@@ -94,7 +97,7 @@ def steps_cell(steps: list[int | None], max_steps: int) -> str:
         return "-"
     solved = [s for s in steps if s is not None]
     text = ", ".join(str(s) if s is not None else f"not in {max_steps}" for s in steps)
-    if len(solved) == len(steps):
+    if len(solved) == len(steps) > 1:
         return f"{statistics.fmean(solved):.0f} ({text})"
     return text
 

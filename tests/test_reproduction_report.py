@@ -32,6 +32,7 @@ def test_cells_give_mean_std_range_and_unsolved_runs():
     assert report.loss_cell([1e-4, 3e-4]) == "2.0e-04 ± 1.4e-04 (1.0e-04–3.0e-04)"
     assert report.steps_cell([100, 300], 600) == "200 (100, 300)"
     assert report.steps_cell([100, None], 600) == "100, not in 600"
+    assert (report.loss_cell([2e-5]), report.steps_cell([400], 600)) == ("2.0e-05", "400")
 
 
 def test_max_steps_is_the_last_trainer_override():
