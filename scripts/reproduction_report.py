@@ -265,7 +265,8 @@ def plot_curves(
 ) -> None:
     """One panel per length: `metric` (times `scale`) against step for every seed of each model,
     log scale, with the paper's value for (model, length) as a dotted line of the same colour."""
-    figure, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 3.4), squeeze=False)
+    size = (max(7.0, 4.0 * len(lengths)), 4.0)
+    figure, axes = plt.subplots(1, len(lengths), figsize=size, squeeze=False)
     for ax, length in zip(axes[0], lengths, strict=True):
         for (model, name), color in zip(models.items(), plt.cm.tab10.colors, strict=False):
             for index, trial in enumerate(groups.get((model, length), [])):
@@ -278,7 +279,7 @@ def plot_curves(
         ax.set_xlabel("training step")
         ax.set_title(label(length))
     axes[0][0].set_ylabel(f"{metric}, dotted: paper")
-    axes[0][0].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
