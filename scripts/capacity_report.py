@@ -7,9 +7,8 @@
 
 import argparse
 
-from optuna.trial import TrialState
-
 from wave_lightning.analysis.capacity import write_capacity_report
+from wave_lightning.sweep.report import complete
 from wave_lightning.sweep.spec import load_sweep
 from wave_lightning.sweep.storage import load_study, open_storage
 
@@ -23,8 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     for path in args.sweeps:
         sweep = load_sweep(path)
-        trials = load_study(sweep, open_storage(sweep)).get_trials(states=(TrialState.COMPLETE,))
-        runs += [(trial, sweep.root) for trial in trials]
+        runs += [(trial, sweep.root) for trial in complete(load_study(sweep, open_storage(sweep)))]
     for written in write_capacity_report(runs, args.out, args.examples):
         print(f"wrote {written}")
 

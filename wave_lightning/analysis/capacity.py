@@ -16,9 +16,10 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial
 from torch import Tensor, nn
 
-from ..nn import WaveSheetRNN
 from ..tasks import SequenceTask, load_task
 from .inputs import load_datamodule, run_config_path
+from .record import ring_shape
+from .sheets import sheet_shape
 
 SOLVED = 0.99
 
@@ -33,11 +34,10 @@ def layer_size(layer: nn.Module) -> tuple[int, int]:
     """(channels, N) of a layer: a ring layer's rings and units per ring; a sheet's sheets and
     its longer side (the most steps a wave travels before it wraps); a dense layer is one channel
     of hidden_size units (under the shift init, one ring of that length)."""
-    if isinstance(layer, WaveSheetRNN):
-        return layer.n_ch, max(layer.height, layer.width)
-    if hasattr(layer, "n_hid"):
-        return layer.n_ch, layer.n_hid
-    return 1, layer.hidden_size
+    shape = sheet_shape(layer)
+    if shape is not None:
+        return shape[0], max(shape[1:])
+    return ring_shape(layer)
 
 
 def checkpoint_recall(ckpt: str | Path, examples: int = 512) -> float:

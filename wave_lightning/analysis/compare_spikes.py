@@ -3,9 +3,9 @@
 NAME=CKPT`, each checkpoint's trained layer beside the same layer freshly initialised."""
 
 import argparse
-import importlib
 
 import torch
+from lightning.pytorch.cli import instantiate_class
 from torch import nn
 
 from ..checkpoints import load_checkpoint
@@ -34,9 +34,8 @@ def layer_at_init(ckpt: str, seed: int = 0) -> nn.Module:
     """The layer a checkpoint's run started from in kind and size, drawn afresh under `seed`:
     built from the layer config in the checkpoint's hyper-parameters, no weights loaded."""
     config = load_checkpoint(ckpt)["hyper_parameters"]["layer"]
-    module, name = config["class_path"].rsplit(".", 1)
     torch.manual_seed(seed)
-    return getattr(importlib.import_module(module), name)(**config["init_args"])
+    return instantiate_class((), config)
 
 
 def trained_layers(named: list[str], seed: int = 0) -> dict[str, nn.Module]:

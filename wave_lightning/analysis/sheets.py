@@ -32,6 +32,11 @@ class SheetVelocity:
     speed: float
     direction: float
 
+    @classmethod
+    def of(cls, vy: float, vx: float) -> "SheetVelocity":
+        """The velocity (vy, vx) with its speed and direction (NaN for a NaN velocity)."""
+        return cls(vy, vx, math.hypot(vy, vx), math.degrees(math.atan2(-vy, vx)) % 360.0)
+
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
@@ -74,8 +79,7 @@ def track_velocity(sheets: Tensor) -> list[SheetVelocity]:
         kept = both[:, c]
         mean_y = float(vy[kept, c].mean()) if kept.any() else math.nan
         mean_x = float(vx[kept, c].mean()) if kept.any() else math.nan
-        angle = math.degrees(math.atan2(-mean_y, mean_x)) % 360.0
-        velocities.append(SheetVelocity(mean_y, mean_x, math.hypot(mean_y, mean_x), angle))
+        velocities.append(SheetVelocity.of(mean_y, mean_x))
     return velocities
 
 
@@ -125,12 +129,9 @@ def fft_velocity(sheets: Tensor, max_speed: float = 2.0) -> list[SheetVelocity]:
     velocities = []
     for c in range(sheets.shape[1]):
         sheet = sheets[:, c]
-        if float(sheet.abs().sum()) <= SILENT:
-            velocities.append(SheetVelocity(math.nan, math.nan, math.nan, math.nan))
-            continue
-        vy, vx = plane_velocity(sheet, max_speed)
-        angle = math.degrees(math.atan2(-vy, vx)) % 360.0
-        velocities.append(SheetVelocity(vy, vx, math.hypot(vy, vx), angle))
+        silent = float(sheet.abs().sum()) <= SILENT
+        vy, vx = (math.nan, math.nan) if silent else plane_velocity(sheet, max_speed)
+        velocities.append(SheetVelocity.of(vy, vx))
     return velocities
 
 
