@@ -364,7 +364,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copy", default="sweeps/copy_table4_cpu.yaml")
     parser.add_argument("--adding", default="sweeps/adding_table1_cpu.yaml")
-    parser.add_argument("--adding-long", default="sweeps/adding_t100_long_cpu.yaml")
+    parser.add_argument(
+        "--adding-long", default="sweeps/adding_t100_long_cpu.yaml", help="'' to leave it out"
+    )
     parser.add_argument("--out", default="docs/reproduction", type=Path)
     parser.add_argument("--from-json", type=Path, help="print the copy table from results.json")
     args = parser.parse_args(argv)
@@ -385,6 +387,8 @@ def main(argv: list[str] | None = None) -> None:
     results = {"copy": summary(args.copy, copy_study, copy_groups, copy_sweep)}
     models, opened = {"wrnn": "wRNN", "irnn": "iRNN"}, {"copy": (copy_sweep, copy_groups)}
     for name, path in (("adding", args.adding), ("adding_long", args.adding_long)):
+        if not path:
+            continue
         sweep, study, groups = open_sweep(path)
         print(f"## Adding (Table 1): {path}, {max_steps(sweep)} steps\n")
         print(adding_table(groups, sweep), "\n")
@@ -397,14 +401,14 @@ def main(argv: list[str] | None = None) -> None:
         f"{model}_{task}": spacetime(sweep, groups[key][0], args.out, f"{task}_{model}")
         for task, (sweep, groups), length in (
             ("copy", opened["copy"], max(delays)),
-            ("adding", opened["adding_long"], 100),
+            ("adding", opened.get("adding_long", (None, {})), 100),
         )
         for model in ("wrnn", "irnn")
         if (key := (model, length)) in groups
     }
     results["wave_measures"] = measures
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    for name in ("copy", "adding", "adding_long"):
+    for name in opened:
         print(f"{name} wall time: {results[name]['wall']}")
     for name, values in measures.items():
         speed = values.get("speed")
