@@ -363,9 +363,9 @@ def open_sweep(path: str) -> tuple[Sweep, object, dict[tuple, list[FrozenTrial]]
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copy", default="sweeps/copy_table4_cpu.yaml")
-    parser.add_argument("--adding", default="sweeps/adding_table1_cpu.yaml")
+    parser.add_argument("--adding", default="sweeps/adding_table1_cpu.yaml", help="'': none")
     parser.add_argument(
-        "--adding-long", default="sweeps/adding_t100_long_cpu.yaml", help="'' to leave it out"
+        "--adding-long", default="sweeps/adding_t100_long_cpu.yaml", help="'': none"
     )
     parser.add_argument("--out", default="docs/reproduction", type=Path)
     parser.add_argument("--from-json", type=Path, help="print the copy table from results.json")
