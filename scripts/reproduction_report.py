@@ -360,9 +360,23 @@ def open_sweep(path: str) -> tuple[Sweep, object, dict[tuple, list[FrozenTrial]]
     return sweep, study, groups_by(study, sweep)
 
 
+def copy_report(path: str, out: Path) -> tuple[dict, tuple[Sweep, dict], int]:
+    """Print the copy table and draw its curves: the summary, (sweep, groups), the longest T."""
+    sweep, study, groups = open_sweep(path)
+    print("## Copy (Table 4): loss in Table 4's unit (mean CE / 50)")
+    print("mean ± std over seeds (min–max)\n")
+    delays = copy_delays(sweep)
+    print(copy_table(copy_losses(groups, sweep), delays, copy_layout(sweep)), "\n")
+    rows = {model: model for model in PAPER_COPY}
+    plot_curves(groups, sweep, rows, delays, "val/loss", out / "copy_curves.png",
+                lambda t: f"copy, T={t}", paper_values(sweep, "copy"),
+                to_authors_units(sweep))  # fmt: skip
+    return summary(path, study, groups, sweep), (sweep, groups), max(delays)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--copy", default="sweeps/copy_table4_cpu.yaml")
+    parser.add_argument("--copy", default="sweeps/copy_table4_cpu.yaml", help="'': none")
     parser.add_argument("--adding", default="sweeps/adding_table1_cpu.yaml", help="'': none")
     parser.add_argument(
         "--adding-long", default="sweeps/adding_t100_long_cpu.yaml", help="'': none"
@@ -375,17 +389,11 @@ def main(argv: list[str] | None = None) -> None:
         print(copy_table({"ours": copy_losses_from_json(results)}, COPY_DELAYS, "paper"))
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    copy_sweep, copy_study, copy_groups = open_sweep(args.copy)
-    print("## Copy (Table 4): loss in Table 4's unit (mean CE / 50)")
-    print("mean ± std over seeds (min–max)\n")
-    delays = copy_delays(copy_sweep)
-    print(copy_table(copy_losses(copy_groups, copy_sweep), delays, copy_layout(copy_sweep)), "\n")
-    rows = {model: model for model in PAPER_COPY}
-    plot_curves(copy_groups, copy_sweep, rows, delays, "val/loss", args.out / "copy_curves.png",
-                lambda t: f"copy, T={t}", paper_values(copy_sweep, "copy"),
-                to_authors_units(copy_sweep))  # fmt: skip
-    results = {"copy": summary(args.copy, copy_study, copy_groups, copy_sweep)}
-    models, opened = {"wrnn": "wRNN", "irnn": "iRNN"}, {"copy": (copy_sweep, copy_groups)}
+    results, opened, plotted = {}, {}, []  # plotted: (task, sweep name, length) to draw
+    if args.copy:
+        results["copy"], opened["copy"], delay = copy_report(args.copy, args.out)
+        plotted.append(("copy", "copy", delay))
+    models = {"wrnn": "wRNN", "irnn": "iRNN"}
     for name, path in (("adding", args.adding), ("adding_long", args.adding_long)):
         if not path:
             continue
@@ -397,12 +405,12 @@ def main(argv: list[str] | None = None) -> None:
                     paper_values(sweep, "adding"))  # fmt: skip
         results[name] = summary(path, study, groups, sweep)
         opened[name] = (sweep, groups)
+    if "adding_long" in opened:
+        plotted.append(("adding", "adding_long", 100))
     measures = {
         f"{model}_{task}": spacetime(sweep, groups[key][0], args.out, f"{task}_{model}")
-        for task, (sweep, groups), length in (
-            ("copy", opened["copy"], max(delays)),
-            ("adding", opened.get("adding_long", (None, {})), 100),
-        )
+        for task, name, length in plotted
+        for sweep, groups in [opened[name]]
         for model in ("wrnn", "irnn")
         if (key := (model, length)) in groups
     }
