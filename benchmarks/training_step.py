@@ -6,10 +6,12 @@ steps, inputs, classes, rings). Forms: the wRNN's reference, eager fast, C++ (an
 CUDA) forms, the authors' per-step form (per step: the input projection of x_t, a circular
 Conv1d of h, ReLU; same weights), LocalRNN's and IRNN's forms, and torch's GRU / LSTM of the
 paper's Table 2 size (256 units). The forms alternate within each repeat (A B C A B C ...),
-so that machine noise hits them alike; the table gives medians, the ratio to the reference
-wRNN and to the faster of the reference and the authors' form, the useful GFLOP/s against the
-rate of a 2048^3 matmul timed in the same rounds, and the peak memory of one step (resident-set
-growth, one spawned process per shape, where the states take at most --peak-max-gib). Rerun:
+so that machine noise hits them alike; the table gives medians, the ratios to the reference
+wRNN, to the faster of the reference and the authors' form and to the GRU (each the median
+over rounds of the ratio within a round, so a drift between rounds cancels), the useful
+GFLOP/s against the rate of a 2048^3 matmul timed in the same rounds, and the peak memory of
+one step (resident-set growth, one spawned process per shape, where the states take at most
+--peak-max-gib). Rerun:
 
     PYTHONPATH=. python benchmarks/training_step.py --threads 2 --json out.json  # all shapes
     PYTHONPATH=. python benchmarks/training_step.py --quick --threads 1          # ~1 minute
@@ -274,14 +276,20 @@ def measure_peaks(name: str, forms: list[str], device: torch.device) -> dict[str
             return dict.fromkeys(forms)
 
 
+def paired(numerator: list[float], times: list[float]) -> float:
+    """The median over rounds of numerator / time, each pair taken in the same round, so that
+    a drift of the machine's speed between rounds cancels."""
+    return statistics.median(a / b for a, b in zip(numerator, times, strict=True))
+
+
 def shape_rows(name: str, times: dict[str, list[float]], peaks: dict) -> list[dict]:
-    """One row per form: median, ratios to the reference and to the faster baseline, rates
-    (against the matmul rate measured in the same rounds)."""
+    """One row per form: median, paired ratios to the reference, to the faster baseline per
+    round and to the GRU, rates (against the matmul rate measured in the same rounds)."""
     shape = SHAPES[name]
     medians = {form: statistics.median(t) for form, t in times.items()}
     rate = 2 * 2048**3 / medians.pop(MATMUL) / 1e9
-    reference = medians.get("wrnn-reference")
-    baselines = [medians[f] for f in ("wrnn-reference", "wrnn-authors") if f in medians]
+    baselines = [times[f] for f in ("wrnn-reference", "wrnn-authors") if f in times]
+    best = [min(round_times) for round_times in zip(*baselines, strict=True)]
     rows = []
     for form, median in medians.items():
         gflops = step_flops(form, shape) / median / 1e9
@@ -292,8 +300,11 @@ def shape_rows(name: str, times: dict[str, list[float]], peaks: dict) -> list[di
                 **asdict(shape),
                 "median_ms": 1e3 * median,
                 "times_ms": [1e3 * t for t in times[form]],
-                "x_reference": reference / median if reference else None,
-                "x_best_baseline": min(baselines) / median if baselines else None,
+                "x_reference": paired(times["wrnn-reference"], times[form])
+                if "wrnn-reference" in times
+                else None,
+                "x_best_baseline": paired(best, times[form]) if best else None,
+                "x_gru": paired(times["gru"], times[form]) if "gru" in times else None,
                 "gflops": gflops,
                 "matmul_gflops": rate,
                 "fraction_of_matmul": gflops / rate,
@@ -306,13 +317,14 @@ def shape_rows(name: str, times: dict[str, list[float]], peaks: dict) -> list[di
 def print_table(rows: list[dict], skipped: dict[str, str], rate: float) -> None:
     """The rows as a Markdown table."""
     print(f"\nmatmul rate at the start: {rate:.1f} GFLOP/s, threads: {torch.get_num_threads()}")
-    print("whole training step (forward, loss, backward, Adam), fp32; % of matmul: against")
-    print("the 2048^3 matmul timed in the same rounds as the shape's forms\n")
+    print("whole training step (forward, loss, backward, Adam), fp32; x columns: medians of")
+    print("the ratios within a round; % of matmul: against the 2048^3 matmul timed in the same")
+    print("rounds\n")
     print(
-        "| shape | form | median ms | x reference | x best of reference/authors | GFLOP/s "
-        "| % of matmul | peak MiB |"
+        "| shape | form | median ms | x reference | x best of reference/authors | x gru "
+        "| GFLOP/s | % of matmul | peak MiB |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 
     def fmt(value, spec):
         return "-" if value is None else format(value, spec)
@@ -321,6 +333,7 @@ def print_table(rows: list[dict], skipped: dict[str, str], rate: float) -> None:
         print(
             f"| {row['shape']} | {row['form']} | {row['median_ms']:.1f} "
             f"| {fmt(row['x_reference'], '.2f')} | {fmt(row['x_best_baseline'], '.2f')} "
+            f"| {fmt(row['x_gru'], '.2f')} "
             f"| {row['gflops']:.2f} | {100 * row['fraction_of_matmul']:.1f} "
             f"| {fmt(row['peak_mib'], '.0f')} |"
         )
