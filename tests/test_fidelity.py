@@ -82,6 +82,9 @@ def test_copy_loss_is_the_mean_cross_entropy_divided_by_the_batch():
     torch.testing.assert_close(task.loss(prediction, target), mean / 20)
     torch.testing.assert_close(copy_task().loss(prediction, target), mean)
     torch.testing.assert_close(copy_task().eval().loss(prediction, target), mean)
+    # the C++ form's every-step readout: a (B, T, classes) view of time-major (T, classes, B)
+    time_major = prediction.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    torch.testing.assert_close(copy_task().loss(time_major, target), mean)
 
 
 def test_bad_loss_reduction_is_refused():

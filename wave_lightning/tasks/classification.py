@@ -48,7 +48,9 @@ class PerStepClassification(SequenceClassification):
         self.eval_batch_size = check_positive("eval_batch_size", eval_batch_size)
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
-        mean = F.cross_entropy(prediction.flatten(0, 1), target.flatten())
+        # classes on dim 1, (B, classes, T): torch's log_softmax over a short last dim (10
+        # classes) ran 4-5x slower than over dim 1 (0.9 against 0.2 ms at copy scale, fwd+bwd)
+        mean = F.cross_entropy(prediction.transpose(1, 2), target)
         if self.loss_reduction == "mean":
             return mean
         return mean / self.batch_divisor(prediction.shape[0])
