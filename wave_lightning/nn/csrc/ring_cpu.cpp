@@ -74,7 +74,7 @@ struct Simd {
 
 // v, held in a vector register: an empty asm that must see v in one. Without it GCC folded
 // the load of each row of the tap gradient into every FMA that used it (16 loads per 12 FMAs
-// instead of 7, load-bound): whole training steps 1.05-1.08x slower.
+// instead of 7, load-bound): whole training steps 1.03-1.09x slower.
 template <typename V>
 inline V in_register(V v) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
