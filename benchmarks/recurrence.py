@@ -15,6 +15,7 @@ forward+backward (resident set growth on Linux, measured in a separate process).
 """
 
 import argparse
+import contextlib
 import ctypes
 import json
 import multiprocessing
@@ -109,14 +110,19 @@ def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 3) -> flo
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
+def trim_heap() -> None:
+    """Hand glibc's freed heap memory back to the OS (nothing where there is no glibc)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def return_freed_memory() -> Callable[[], None]:
     """Make glibc hand large freed blocks back to the OS so the resident set tracks live tensors."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: allocations >= 64 KiB are mmapped
-        return lambda: libc.malloc_trim(0)
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: >= 64 KiB are mmapped
     except OSError:
         return lambda: None
+    return trim_heap
 
 
 def resident_kib(field: str) -> int | None:

@@ -18,8 +18,6 @@ one step (resident-set growth, one spawned process per shape, where the states t
 """
 
 import argparse
-import contextlib
-import ctypes
 import multiprocessing
 import statistics
 import time
@@ -35,6 +33,7 @@ from benchmarks.recurrence import (
     peak_mib,
     return_freed_memory,
     sync,
+    trim_heap,
     write_json,
 )
 from wave_lightning.nn import GRU, IRNN, LSTM, LocalRNN, WaveRNN, cpp_ring
@@ -231,8 +230,7 @@ def release_memory() -> None:
     heap's leftovers of psmnist784 (its reference form alone holds about 7 GiB) and nscifar's
     forms once ran this 24 GiB machine out of memory."""
     cpp_ring.empty_cache()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim_heap()
 
 
 def time_shape(name: str, forms: list[str], args) -> dict[str, list[float]]:
