@@ -10,7 +10,6 @@ count and wall time go to <out>/<name>/seed<seed>.json; `table` summarises every
 """
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -23,20 +22,15 @@ from pathlib import Path
 
 import torch
 
+from wave_lightning.run.folder import RunFolder
+
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = "published (Greydanus & Kobak): logistic 32%, MLP 68%, CNN 94%, GRU 91%, human 96%"
 
 
-def last_value(metrics_csv: Path, key: str) -> float:
-    """The last logged value of `key` in a CSVLogger metrics file."""
-    with open(metrics_csv) as handle:
-        values = [float(row[key]) for row in csv.DictReader(handle) if row.get(key)]
-    return values[-1]
-
-
-def best_value(metrics_csv: Path, key: str) -> float:
-    with open(metrics_csv) as handle:
-        return max(float(row[key]) for row in csv.DictReader(handle) if row.get(key))
+def logged(folder: RunFolder, key: str) -> list[float]:
+    """Every logged value of `key` in a run's metrics.csv, in order."""
+    return [float(row[key]) for row in folder.metric_rows() if row.get(key)]
 
 
 def count_parameters(checkpoint: Path) -> int:
@@ -56,12 +50,13 @@ def run_one(name: str, seed: int, out: Path, extra: list[str]) -> dict:
     with open(out / name / f"seed{seed}.log", "w") as log:
         subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     wall = time.perf_counter() - start
-    best = next((run_dir / "checkpoints").glob("epoch=*.ckpt"))
+    folder = RunFolder(run_dir)
+    best = folder.best_checkpoints()[0]
     record = {
         "config": name,
         "seed": seed,
-        "test_acc": last_value(run_dir / "metrics.csv", "test/acc"),
-        "best_val_acc": best_value(run_dir / "metrics.csv", "val/acc"),
+        "test_acc": logged(folder, "test/acc")[-1],
+        "best_val_acc": max(logged(folder, "val/acc")),
         "best_checkpoint": best.name,
         "params": count_parameters(best),
         "wall_s": wall,

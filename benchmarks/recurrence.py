@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from wave_lightning.nn import GRU, IRNN, LSTM, LocalRNN, WaveRNN, cpp_ring
+from wave_lightning.nn import GRU, IRNN, LSTM, LocalRNN, WaveRNN
+from wave_lightning.nn.kernels import cpp_ring
 
 
 @dataclass(frozen=True)

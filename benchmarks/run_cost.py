@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.optim import Optimizer
 
-from wave_lightning.cli import WaveCLI
+from wave_lightning.fit import WaveCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [

@@ -36,7 +36,8 @@ from benchmarks.recurrence import (
     trim_heap,
     write_json,
 )
-from wave_lightning.nn import GRU, IRNN, LSTM, LocalRNN, WaveRNN, cpp_ring
+from wave_lightning.nn import GRU, IRNN, LSTM, LocalRNN, WaveRNN
+from wave_lightning.nn.kernels import cpp_ring
 from wave_lightning.tasks import PerStepClassification, Regression, SequenceClassification
 
 TASKS = {"per_step": PerStepClassification, "sequence": SequenceClassification}

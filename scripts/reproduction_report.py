@@ -14,7 +14,6 @@ committed results.json without the studies.
 """
 
 import argparse
-import csv
 import json
 import math
 import shutil
@@ -29,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from optuna.trial import FrozenTrial  # noqa: E402
 
 from wave_lightning.analysis.cli import main as analyze  # noqa: E402
+from wave_lightning.run.folder import RunFolder  # noqa: E402
 from wave_lightning.sweep.report import ablation_groups, complete, mean_std, table_row  # noqa: E402
 from wave_lightning.sweep.spec import Sweep, load_sweep  # noqa: E402
 from wave_lightning.sweep.storage import load_study, open_storage  # noqa: E402
@@ -55,15 +55,9 @@ ADDING_LENGTHS = [100, 200, 400]
 MODEL = "model"
 
 
-def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
-    """The rows of a run's metrics.csv."""
-    with open(run_dir / "metrics.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
     """Steps and values of `metric` where the run logged it."""
-    rows = [r for r in metrics_rows(run_dir) if r.get(metric)]
+    rows = [r for r in RunFolder(run_dir).metric_rows() if r.get(metric)]
     return [int(r["step"]) for r in rows], [float(r[metric]) for r in rows]
 
 
@@ -303,7 +297,7 @@ def paper_values(sweep: Sweep, task: str) -> dict[tuple, float]:
 
 def best_checkpoint(sweep: Sweep, trial: FrozenTrial) -> Path:
     """The run's best checkpoint, the monitored one beside last.ckpt (its test metrics' source)."""
-    found = sorted((run_dir(sweep, trial) / "checkpoints").glob("epoch=*.ckpt"))
+    found = RunFolder(run_dir(sweep, trial)).best_checkpoints()
     if not found:
         raise FileNotFoundError(f"no best checkpoint in {run_dir(sweep, trial)}")
     return found[-1]

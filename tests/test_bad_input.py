@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import tiny_copy_args
+from tests.helpers import ROOT, tiny_copy_args
 from wave_lightning.cli import main
 from wave_lightning.sweep.spec import load_sweep
 from wave_lightning.sweep.storage import load_study, open_storage
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data.batch_size", "8", "--data.train_batches", "3", "--data.val_size", "16"]
 POSTGRES = os.environ.get("WAVE_LIGHTNING_TEST_POSTGRES_URL")
 

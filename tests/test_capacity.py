@@ -12,11 +12,11 @@ from wave_lightning.analysis.capacity import (
     checkpoint_recall,
     delay_horizon,
     horizons,
-    layer_size,
     recall_accuracy,
     write_capacity_report,
 )
 from wave_lightning.analysis.inputs import load_datamodule
+from wave_lightning.analysis.sheets import layer_size
 from wave_lightning.cli import main
 from wave_lightning.nn import IRNN, LocalRNN, WaveRNN, WaveSheetRNN
 from wave_lightning.tasks import load_task

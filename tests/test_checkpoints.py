@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from tests.helpers import tiny_copy_args
-from wave_lightning.checkpoints import CheckpointError, load_checkpoint, newest_checkpoint
 from wave_lightning.cli import main
+from wave_lightning.run.checkpoints import CheckpointError, load_checkpoint
+from wave_lightning.run.folder import RunFolder
 
 TINY = ["--data.batch_size", "8", "--data.train_batches", "3", "--data.val_size", "16"]
 
@@ -95,18 +96,18 @@ def place(real: bytes, path: Path, age: int) -> None:
 
 def test_newest_checkpoint_is_what_last_resumes(real_checkpoint, tmp_path):
     checkpoints = tmp_path / "checkpoints"
-    assert newest_checkpoint(tmp_path, checkpoints) is None  # a first start
+    assert RunFolder(tmp_path, checkpoints).newest_checkpoint() is None  # a first start
     real = real_checkpoint.read_bytes()
     names = ["checkpoints/epoch=0-step=3.ckpt", "checkpoints/last.ckpt", "hpc_ckpt_1.ckpt"]
     names += ["checkpoints/preempted.ckpt", "checkpoints/last-v1.ckpt"]
     for age, name in enumerate(names):  # the first name is the newest
         place(real, tmp_path / name, age)
     for name in names[1:]:  # a best-model checkpoint only when no resumable one is left
-        assert newest_checkpoint(tmp_path, checkpoints) == str(tmp_path / name)
+        assert RunFolder(tmp_path, checkpoints).newest_checkpoint() == str(tmp_path / name)
         (tmp_path / name).unlink()
-    assert newest_checkpoint(tmp_path, checkpoints) == str(tmp_path / names[0])
+    assert RunFolder(tmp_path, checkpoints).newest_checkpoint() == str(tmp_path / names[0])
     (tmp_path / names[0]).unlink()
-    assert newest_checkpoint(tmp_path, checkpoints) is None
+    assert RunFolder(tmp_path, checkpoints).newest_checkpoint() is None
 
 
 def test_newest_checkpoint_skips_damaged_files_with_a_warning(real_checkpoint, tmp_path):
@@ -118,13 +119,17 @@ def test_newest_checkpoint_skips_damaged_files_with_a_warning(real_checkpoint, t
     damage(checkpoints / "last.ckpt", "truncated", real)
     os.utime(checkpoints / "last.ckpt", ns=(0, 99 * 10**9))
     with pytest.warns(UserWarning, match=f"skipping checkpoint: {checkpoints}/last.ckpt: not a"):
-        assert newest_checkpoint(tmp_path, checkpoints) == str(checkpoints / "last-v1.ckpt")
+        assert RunFolder(tmp_path, checkpoints).newest_checkpoint() == str(
+            checkpoints / "last-v1.ckpt"
+        )
     damage(checkpoints / "last-v1.ckpt", "empty", real)
     with pytest.warns(UserWarning, match="last-v1.ckpt: empty file"):
-        assert newest_checkpoint(tmp_path, checkpoints) == str(checkpoints / "epoch=0-step=3.ckpt")
+        assert RunFolder(tmp_path, checkpoints).newest_checkpoint() == str(
+            checkpoints / "epoch=0-step=3.ckpt"
+        )
     damage(checkpoints / "epoch=0-step=3.ckpt", "garbage", real)
     with pytest.warns(UserWarning, match="epoch=0-step=3.ckpt: not a readable"):
-        assert newest_checkpoint(tmp_path, checkpoints) is None
+        assert RunFolder(tmp_path, checkpoints).newest_checkpoint() is None
 
 
 def one_line_error(args: list[str], capsys) -> str:

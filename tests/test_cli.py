@@ -7,10 +7,9 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers import cli, tiny_copy_args
+from tests.helpers import ROOT, cli, tiny_copy_args
 from wave_lightning.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 # the synthetic-task experiments; the image ones run on tiny files in test_image_experiments.py
 EXPERIMENTS = sorted(
     p for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem.startswith(("copy", "add"))

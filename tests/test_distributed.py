@@ -17,7 +17,7 @@ from wave_lightning.cli import main
 from wave_lightning.data import CopyTask
 from wave_lightning.data.batching import per_device_batch_size, split_batch
 from wave_lightning.data.synthetic import TrainingStream
-from wave_lightning.devices import requested_gpus
+from wave_lightning.run.devices import requested_gpus
 from wave_lightning.tasks import load_task
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from wave_lightning.nn import IRNN, LocalRNN, WaveRNN, cpp_ring
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+from wave_lightning.nn import IRNN, LocalRNN, WaveRNN
+from wave_lightning.nn.kernels import cpp_ring
 
 
 def set_impl(layer, impl: str) -> None:
@@ -140,16 +140,14 @@ def test_fast_forms_equal_reference_in_float32(make_layer, impl, batch):
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
-def test_cpp_form_equals_reference_for_every_split_of_the_batch_over_threads(layer_class, threads):
+def test_cpp_form_equals_reference_for_every_split_of_the_batch_over_threads(
+    layer_class, threads, torch_threads
+):
     # 13 rings: two blocks of output channels; batch 19: padded to 5 vectors of float64,
     # cut into uneven slices, with whole chunks, single vectors and padding
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        layer = layer_class(3, 7, 13, kernel_size=5, recurrent_init="random", input_init="default")
-        assert_forms_agree(layer, batch=19, steps=9, give_h0=True, impl="cpp")
-    finally:
-        torch.set_num_threads(previous)
+    torch_threads(threads)
+    layer = layer_class(3, 7, 13, kernel_size=5, recurrent_init="random", input_init="default")
+    assert_forms_agree(layer, batch=19, steps=9, give_h0=True, impl="cpp")
 
 
 @pytest.mark.parametrize(("layer_class", "impl"), RING_FORMS, ids=RING_IDS)

@@ -10,13 +10,12 @@ import yaml
 from lightning.pytorch import Trainer
 from torch import Generator
 
+from tests.helpers import ROOT
 from wave_lightning.cli import main
 from wave_lightning.data import AddingTask, CopyTask
 from wave_lightning.nn import IRNN, LocalRNN, WaveRNN
 from wave_lightning.sweep.spec import load_sweep
 from wave_lightning.tasks import PerStepClassification, Regression
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def authors_copy_example(symbols: list[int], t: int) -> tuple[list[int], list[int]]:

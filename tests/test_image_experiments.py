@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import ROOT
 from tests.image_files import write_cifar10, write_mnist
-from wave_lightning.cli import WaveCLI, main
+from wave_lightning.cli import main
 from wave_lightning.data import MNIST1D
+from wave_lightning.fit import WaveCLI
 from wave_lightning.tasks import load_task
 
-ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(
     path
     for prefix in ("smnist", "psmnist", "nscifar10", "mnist1d")
@@ -21,12 +22,9 @@ EXPERIMENTS = sorted(
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
+def one_thread(torch_threads):
     """Tiny batches gain nothing from threads; on a shared machine threads only spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    torch_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from tests.helpers import tiny_copy_args
-from wave_lightning.checkpoints import newest_checkpoint
-from wave_lightning.preemption import PREEMPTED_EXIT
+from wave_lightning.run.folder import RunFolder
+from wave_lightning.run.preemption import PREEMPTED_EXIT
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -184,5 +184,5 @@ def test_slurm_sigusr1_requeues_and_checkpoints(tmp_path, stopped_by_sigterm):
     hpc = load(root / "hpc_ckpt_1.ckpt")  # Lightning's SLURM checkpoint
     preempted = load(root / "checkpoints" / "preempted.ckpt")  # ours, on SLURM's SIGTERM
     assert hpc["global_step"] == preempted["global_step"] == STOP_AT
-    assert newest_checkpoint(root, root / "checkpoints") == str(root / "checkpoints/preempted.ckpt")
+    assert RunFolder(root).newest_checkpoint() == str(root / "checkpoints/preempted.ckpt")
     assert_same_weights(preempted["state_dict"], stopped_by_sigterm["state_dict"])

@@ -2,9 +2,9 @@
 
 import importlib.util
 import math
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 SPEC = importlib.util.spec_from_file_location("report", ROOT / "scripts/reproduction_report.py")
 report = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(report)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from tests.helpers import ROOT
-from wave_lightning.analysis.cli import build_parser, spike_window
+from wave_lightning.analysis.cli import analysis_options, build_parser
 from wave_lightning.analysis.compare_spikes import layer_at_init, layers_at_init
 from wave_lightning.analysis.compare_spikes import main as compare_main
 from wave_lightning.analysis.spikes import (
@@ -19,7 +19,8 @@ from wave_lightning.analysis.spikes import (
     spike_trains,
 )
 from wave_lightning.cli import main
-from wave_lightning.nn import WaveRNN, cpp_ring
+from wave_lightning.nn import WaveRNN
+from wave_lightning.nn.kernels import cpp_ring
 from wave_lightning.tasks.loading import load_task
 
 
@@ -120,10 +121,10 @@ def test_analyze_with_spike_inputs_writes_the_decoding_table_and_the_sheet_figur
 
 
 def test_analyze_refuses_more_spikes_than_steps(tmp_path):
-    with pytest.raises(SystemExit, match="--spikes must not exceed the 4 steps, got \\[5\\]"):
-        spike_window(
-            build_parser().parse_args(["--ckpt", "x", "--spikes", "5", "--steps", "4"]), None
-        )
+    args = ["--ckpt", "x", "--inputs", "spikes", "--spikes", "5", "--steps", "4"]
+    match = "spikes must not exceed the 4 steps of the spike trains, got \\[5\\]"
+    with pytest.raises(SystemExit, match=match):
+        analysis_options(build_parser().parse_args(args))
 
 
 def test_the_comparison_at_init_writes_one_row_per_layer_and_spike_count(

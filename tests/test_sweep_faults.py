@@ -26,18 +26,14 @@ import torch
 from lightning.pytorch import Callback, Trainer
 from optuna.trial import TrialState
 
-from tests.test_sweep_runs import ROOT, dead_pid, points_of, postgres_url, wait_for, write_sweep
-from wave_lightning.rundir import previous_run
+from tests.helpers import ROOT
+from tests.sweeps import dead_pid, points_of, postgres_url, wait_for, write_sweep
+from wave_lightning.run.folder import RunFolder
+from wave_lightning.sweep.claims import claim_waiting, recover_dead_trials, worker_identity
 from wave_lightning.sweep.objective import prepare
 from wave_lightning.sweep.report import status_text
 from wave_lightning.sweep.spec import load_sweep
-from wave_lightning.sweep.storage import (
-    claim_waiting,
-    open_storage,
-    open_study,
-    recover_dead_trials,
-    worker_identity,
-)
+from wave_lightning.sweep.storage import open_storage, open_study
 from wave_lightning.sweep.worker import position
 
 MAX_STEPS = 24
@@ -415,4 +411,4 @@ def test_a_retry_without_a_readable_checkpoint_starts_afresh_beside_the_old_file
     ]
     assert (run / "metrics.csv.old").read_text() == "epoch,step,train/loss\n0,0,1.0\n"
     assert (run / "checkpoints" / "last.ckpt.old").read_bytes() == b"PK\x03\x04 cut short"
-    assert previous_run(run, run / "checkpoints") == []  # fit takes the folder as fresh
+    assert RunFolder(run).previous_run() == []  # fit takes the folder as fresh

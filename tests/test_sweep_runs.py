@@ -2,13 +2,9 @@
 
 import csv
 import json
-import os
 import signal
 import statistics
-import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -17,138 +13,139 @@ import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
-from wave_lightning.sweep.spec import load_sweep
-from wave_lightning.sweep.storage import (
-    claim_waiting,
-    open_storage,
-    open_study,
-    recover_dead_trials,
-    worker_identity,
+from tests.sweeps import (
+    dead_pid,
+    metric_column,
+    optuna_cli,
+    points_of,
+    postgres_url,
+    start_worker,
+    sweep_cli,
+    wait_for,
+    write_sweep,
 )
+from wave_lightning.sweep.claims import claim_waiting, recover_dead_trials, worker_identity
+from wave_lightning.sweep.spec import load_sweep
+from wave_lightning.sweep.storage import open_storage, open_study
 
-ROOT = Path(__file__).resolve().parents[1]
-POSTGRES = os.environ.get("WAVE_LIGHTNING_TEST_POSTGRES_URL")
-TINY = [
-    "--model.init_args.layer.init_args.n_hid=8",
-    "--model.init_args.layer.init_args.n_ch=2",
-    "--data.delay=1",
-    "--data.batch_size=8",
-    "--data.train_batches=2",
-    "--data.val_size=16",
-    "--data.test_size=16",
-    "--trainer.accelerator=cpu",
-]
+KEY = "trainer.val_check_interval"
 
 
-def write_sweep(folder: Path, space: dict, seeds: list, args: list, **extra) -> Path:
-    data = {
-        "study": f"test-{uuid.uuid4().hex[:8]}",
-        "configs": [str(ROOT / "conf/data/copy.yaml"), str(ROOT / "conf/model/wrnn.yaml")],
-        "args": TINY + args,
-        "space": space,
-        "seeds": seeds,
-        "metric": {"name": "val/loss", "direction": "minimize"},
-        "root": str(folder / "runs"),
-        **extra,
-    }
-    path = folder / "sweep.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def sweep_cli(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "wave_lightning", "sweep", *args]
-    return subprocess.run(command, cwd=folder, env=env(), capture_output=True, text=True)
-
-
-def optuna_cli(*args: str) -> str:
-    command = [str(Path(sys.executable).with_name("optuna")), *args, "--format", "json"]
-    result = subprocess.run(command, env=env(), capture_output=True, text=True, check=True)
-    return result.stdout
-
-
-def points_of(trials: list) -> list[tuple]:
-    return sorted(tuple(sorted(t.params.items())) for t in trials)
-
-
-def metric_column(run: Path, name: str) -> list[float]:
-    with open(run / "metrics.csv", newline="") as handle:
-        return [float(row[name]) for row in csv.DictReader(handle) if row.get(name)]
-
-
-@pytest.mark.slow
-def test_grid_with_two_cpu_workers_on_the_journal(tmp_path):
-    # a validation interval past the 2 training batches passes the config check, fails the run
-    key = "trainer.val_check_interval"
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory) -> dict:
+    """A 4-point grid run by `sweep run --workers 2` on the journal: a validation interval past
+    the 2 training batches passes the config check and fails the run (points 100)."""
+    folder = tmp_path_factory.mktemp("grid")
     path = write_sweep(
-        tmp_path, {key: {"choices": [1, 100]}}, seeds=[0, 1], args=["--trainer.max_steps=4"]
+        folder, {KEY: {"choices": [1, 100]}}, seeds=[0, 1], args=["--trainer.max_steps=4"]
     )
-    result = sweep_cli(tmp_path, "run", str(path), "--workers", "2")
+    result = sweep_cli(folder, "run", str(path), "--workers", "2")
     assert result.returncode == 0, result.stderr
     sweep = load_sweep(path)
     study = optuna.load_study(study_name=sweep.study, storage=open_storage(sweep))
     trials = study.get_trials()
-    assert len(trials) == 4  # every grid point once, nothing twice
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert points_of(done) == [(("seed", 0), (key, 1)), (("seed", 1), (key, 1))]
-    assert points_of(failed) == [(("seed", 0), (key, 100)), (("seed", 1), (key, 100))]
-    for trial in failed:
+    return {
+        "folder": folder,
+        "path": path,
+        "sweep": sweep,
+        "study": study,
+        "trials": trials,
+        "done": [t for t in trials if t.state == TrialState.COMPLETE],
+        "failed": [t for t in trials if t.state == TrialState.FAIL],
+    }
+
+
+@pytest.fixture(scope="module")
+def grid_report(grid_run) -> Path:
+    """The grid's `sweep report` folder."""
+    assert sweep_cli(grid_run["folder"], "report", str(grid_run["path"])).returncode == 0
+    return grid_run["sweep"].root / "report"
+
+
+@pytest.mark.slow
+def test_grid_runs_every_point_once_on_two_workers(grid_run):
+    assert len(grid_run["trials"]) == 4
+    assert points_of(grid_run["done"]) == [(("seed", 0), (KEY, 1)), (("seed", 1), (KEY, 1))]
+    assert points_of(grid_run["failed"]) == [(("seed", 0), (KEY, 100)), (("seed", 1), (KEY, 100))]
+    assert len({t.user_attrs["worker"]["pid"] for t in grid_run["trials"]}) == 2
+
+
+@pytest.mark.slow
+def test_grid_failed_runs_keep_fits_reason(grid_run):
+    for trial in grid_run["failed"]:
         assert (
             "`val_check_interval` (100) must be less than or equal to the number of the training"
             in (trial.user_attrs["fail_reason"])
         )
-    for trial in done:  # the value is the best val/loss the run logged
-        run = sweep.root / trial.user_attrs["run_dir"]
+
+
+@pytest.mark.slow
+def test_grid_trial_value_is_the_best_logged_metric(grid_run):
+    for trial in grid_run["done"]:
+        run = grid_run["sweep"].root / trial.user_attrs["run_dir"]
         assert trial.value == min(metric_column(run, "val/loss"))
         assert trial.user_attrs["test/loss"] == metric_column(run, "test/loss")[-1]
         assert (run / "checkpoints" / "last.ckpt").is_file()
         assert (run / "config.yaml").is_file()
-    assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2
 
-    again = sweep_cli(tmp_path, "run", str(path), "--workers", "2")
-    assert again.stdout.strip() == f"sweep {sweep.study} is finished (4 trials); nothing to run"
+
+@pytest.mark.slow
+def test_grid_run_again_has_nothing_to_run(grid_run):
+    again = sweep_cli(grid_run["folder"], "run", str(grid_run["path"]), "--workers", "2")
+    study = grid_run["study"]
+    assert (
+        again.stdout.strip() == f"sweep {study.study_name} is finished (4 trials); nothing to run"
+    )
     assert len(study.get_trials()) == 4
 
-    status = sweep_cli(tmp_path, "status", str(path)).stdout
+
+@pytest.mark.slow
+def test_grid_status_counts_states_and_names_the_best(grid_run):
+    status = sweep_cli(grid_run["folder"], "status", str(grid_run["path"])).stdout
+    study = grid_run["study"]
     assert "4 trials COMPLETE 2, FAIL 2" in status
     assert f"best: trial {study.best_trial.number} val/loss={study.best_value:.6g}" in status
 
-    assert sweep_cli(tmp_path, "report", str(path)).returncode == 0
-    out = sweep.root / "report"
-    values = [t.value for t in sorted(done, key=lambda t: t.params["seed"])]
+
+@pytest.mark.slow
+def test_grid_report_ablation_table(grid_run, grid_report):
+    values = [t.value for t in sorted(grid_run["done"], key=lambda t: t.params["seed"])]
     cell = f"{statistics.fmean(values):.4g} ± {statistics.stdev(values):.2g}"
-    table = (out / "ablation.md").read_text().splitlines()
+    table = (grid_report / "ablation.md").read_text().splitlines()
     assert table[2] == "| val_check_interval | seeds | val/loss | test/acc | test/loss |"
     assert table[4].startswith(f"| 1 | 2 | {cell} |")  # one row: 100 never completed
     assert f"| val_check_interval | 1 | 2 | {cell} |" in table
-    with open(out / "trials.csv", newline="") as handle:
+
+
+@pytest.mark.slow
+def test_grid_report_trials_csv(grid_run, grid_report):
+    with open(grid_report / "trials.csv", newline="") as handle:
         rows = {int(r["number"]): r for r in csv.DictReader(handle)}
-    assert {n: r["state"] for n, r in rows.items()} == {t.number: t.state.name for t in trials}
-    for trial in done:
+    assert {n: r["state"] for n, r in rows.items()} == {
+        t.number: t.state.name for t in grid_run["trials"]
+    }
+    for trial in grid_run["done"]:
         assert float(rows[trial.number]["val/loss"]) == trial.value
-    best = yaml.safe_load((out / "best.yaml").read_text())
-    assert best["seed_everything"] == study.best_trial.params["seed"]
+
+
+@pytest.mark.slow
+def test_grid_report_best_config_and_plots(grid_run, grid_report):
+    best = yaml.safe_load((grid_report / "best.yaml").read_text())
+    assert best["seed_everything"] == grid_run["study"].best_trial.params["seed"]
     assert best["trainer"]["val_check_interval"] == 1
     assert best["trainer"]["callbacks"] is None and best["ckpt_path"] is None
     for plot in ("history.png", "ablation.png"):
-        assert (out / plot).read_bytes()[:4] == b"\x89PNG"
+        assert (grid_report / plot).read_bytes()[:4] == b"\x89PNG"
 
+
+@pytest.mark.slow
+def test_grid_is_readable_by_optunas_own_cli(grid_run):
+    sweep, study = grid_run["sweep"], grid_run["study"]
     where = ["--storage", str(sweep.journal), "--study-name", sweep.study]
     listed = json.loads(optuna_cli("trials", *where))
-    assert sorted(t["number"] for t in listed) == [t.number for t in trials]
+    assert sorted(t["number"] for t in listed) == [t.number for t in grid_run["trials"]]
     best_cli = json.loads(optuna_cli("best-trial", *where))
     assert (best_cli["number"], best_cli["value"]) == (study.best_trial.number, study.best_value)
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 def test_journal_trial_of_a_dead_worker_is_queued_again_with_its_run(tmp_path):
@@ -173,30 +170,6 @@ def test_journal_trial_of_a_dead_worker_is_queued_again_with_its_run(tmp_path):
     assert "worker" not in retry.user_attrs  # the dead attempt's worker is not the retry's
     reason = f"its worker {dead['host']}:{dead['pid']} is gone"
     assert study.get_trials()[0].user_attrs["fail_reason"] == reason
-
-
-def postgres_url() -> str:
-    if POSTGRES:
-        return POSTGRES
-    if os.environ.get("WAVE_LIGHTNING_REQUIRE_POSTGRES") == "1":
-        pytest.fail("WAVE_LIGHTNING_REQUIRE_POSTGRES=1 but WAVE_LIGHTNING_TEST_POSTGRES_URL unset")
-    pytest.skip("WAVE_LIGHTNING_TEST_POSTGRES_URL is not set")
-
-
-def start_worker(command: list[str], log: Path) -> subprocess.Popen:
-    """A worker process writing to `log` (the file stays open in the child only)."""
-    with open(log, "w") as out:
-        return subprocess.Popen(command, cwd=log.parent, env=env(), stdout=out, stderr=out)
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow

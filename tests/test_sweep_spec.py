@@ -8,12 +8,12 @@ import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+from tests.helpers import ROOT
 from wave_lightning.sweep.objective import fit_command
 from wave_lightning.sweep.spec import SweepFileError, load_sweep
 from wave_lightning.sweep.storage import grid_points
-from wave_lightning.sweep.validate import check_space
+from wave_lightning.sweep.validate import check_points
 
-ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "sweeps").rglob("*.yaml"))
 
 
@@ -65,7 +65,7 @@ def test_grid_points_and_fit_command(tmp_path):
         "0",
         "--trainer.default_root_dir",
         str(tmp_path / "runs" / "trial-0003"),
-        "--trainer.callbacks+=wave_lightning.sweep.reporter.TrialReporter",
+        "--trainer.callbacks+=wave_lightning.sweep.trial_callback.TrialReporter",
         f"--trainer.callbacks.sweep={tmp_path / 's.yaml'}",
         "--trainer.callbacks.trial_number=3",
     ]
@@ -160,4 +160,4 @@ def test_sweep_run_on_a_bad_file_fails_before_any_trial(tmp_path):
 def test_shipped_sweeps_load_and_fit_accepts_every_trial(path):
     sweep = load_sweep(path)
     assert grid_points(sweep) if sweep.is_grid else sweep.trials > 0
-    check_space(sweep)  # raises SweepFileError naming the point fit would refuse
+    check_points(sweep)  # raises SweepFileError naming the point fit would refuse

@@ -11,12 +11,12 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
+from tests.helpers import ROOT
 from wave_lightning.sweep import worker
-from wave_lightning.sweep.reporter import PRUNED_FILE, TrialReporter
+from wave_lightning.sweep.claims import claim_waiting
 from wave_lightning.sweep.spec import load_sweep
-from wave_lightning.sweep.storage import claim_waiting, open_storage, open_study
-
-ROOT = Path(__file__).resolve().parents[1]
+from wave_lightning.sweep.storage import open_storage, open_study
+from wave_lightning.sweep.trial_callback import PRUNED_FILE, TrialReporter
 
 
 def sweep_file(tmp_path: Path, **extra) -> Path:

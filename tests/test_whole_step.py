@@ -11,9 +11,9 @@ from torch.profiler import ProfilerActivity, profile
 
 from tests.helpers import cli, tiny_copy_args
 from wave_lightning.models import SequenceModel
-from wave_lightning.nn import IRNN, LocalRNN, WaveRNN, cpp_ring
+from wave_lightning.nn import IRNN, LocalRNN, WaveRNN
+from wave_lightning.nn.kernels import cpp_ring
 
-ROOT = Path(__file__).resolve().parents[1]
 FORMS = [(WaveRNN, "fast"), (WaveRNN, "cpp"), (LocalRNN, "fast"), (LocalRNN, "cpp"), (IRNN, "fast")]
 FORM_IDS = [f"{cls.__name__}-{impl}" for cls, impl in FORMS]
 
@@ -63,21 +63,19 @@ def test_every_form_equals_the_reference_through_the_model(
 
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("layer_class", [WaveRNN, LocalRNN])
-def test_the_cpp_readout_of_every_step_is_exact_for_every_split_of_the_batch(layer_class, threads):
+def test_the_cpp_readout_of_every_step_is_exact_for_every_split_of_the_batch(
+    layer_class, threads, torch_threads
+):
     # batch 19: padded to 5 vectors of float64 and cut into uneven slices, one per thread;
     # 13 outputs: blocks of output channels of every size in the fused readout
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        torch.manual_seed(0)
-        model = SequenceModel(make_layer(layer_class, "cpp"), 13, "mlp", "all", 7).double()
-        x = torch.randn(19, 9, 3, dtype=torch.float64)
-        h0 = torch.randn(19, model.layer.hidden_size, dtype=torch.float64)
-        expected = outputs_and_grads(model, "reference", x, h0)
-        for got, want in zip(outputs_and_grads(model, "cpp", x, h0), expected, strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    finally:
-        torch.set_num_threads(previous)
+    torch_threads(threads)
+    torch.manual_seed(0)
+    model = SequenceModel(make_layer(layer_class, "cpp"), 13, "mlp", "all", 7).double()
+    x = torch.randn(19, 9, 3, dtype=torch.float64)
+    h0 = torch.randn(19, model.layer.hidden_size, dtype=torch.float64)
+    expected = outputs_and_grads(model, "reference", x, h0)
+    for got, want in zip(outputs_and_grads(model, "cpp", x, h0), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("read_from", ["last", "all"])

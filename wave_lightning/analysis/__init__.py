@@ -3,6 +3,7 @@
 from .callback import WaveAnalysis
 from .fft import power_spectrum
 from .onset import OnsetDecoding, onset_decoding
+from .options import AnalysisOptions
 from .record import impulse_inputs, record_states, ring_shape
 from .report import Analysis, analyze, write_report
 from .spacetime import spacetime_images
@@ -10,6 +11,7 @@ from .speed import WaveMeasure, measure_ring, measure_waves
 
 __all__ = [
     "Analysis",
+    "AnalysisOptions",
     "OnsetDecoding",
     "WaveAnalysis",
     "WaveMeasure",

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..run.folder import RunFolder
 from ..tasks import SequenceTask, load_task
 from .inputs import load_datamodule, run_config_path
-from .record import ring_shape
-from .sheets import sheet_shape
+from .sheets import layer_size
 
 SOLVED = 0.99
 
@@ -28,16 +28,6 @@ def recall_accuracy(prediction: Tensor, target: Tensor, memory_length: int) -> f
     """Accuracy of per-step logits (B, T, classes) on the last memory_length steps of target."""
     recalled = prediction[:, -memory_length:].argmax(-1) == target[:, -memory_length:]
     return float(recalled.double().mean())
-
-
-def layer_size(layer: nn.Module) -> tuple[int, int]:
-    """(channels, N) of a layer: a ring layer's rings and units per ring; a sheet's sheets and
-    its longer side (the most steps a wave travels before it wraps); a dense layer is one channel
-    of hidden_size units (under the shift init, one ring of that length)."""
-    shape = sheet_shape(layer)
-    if shape is not None:
-        return shape[0], max(shape[1:])
-    return ring_shape(layer)
 
 
 def checkpoint_recall(ckpt: str | Path, examples: int = 512) -> float:
@@ -88,13 +78,13 @@ def horizons(
     }
 
 
-def trial_rows(runs: Iterable[tuple[FrozenTrial, Path]], examples: int = 512) -> list[dict]:
+def capacity_rows(runs: Iterable[tuple[FrozenTrial, Path]], examples: int = 512) -> list[dict]:
     """One row per finished sweep trial (optuna FrozenTrial, with the root of its sweep): its
     parameters under the last part of their dotted names, its layer's n_ch and N (layer_size),
     and the recall accuracy of its run's last.ckpt."""
     rows = []
     for trial, root in runs:
-        ckpt = Path(root) / trial.user_attrs["run_dir"] / "checkpoints" / "last.ckpt"
+        ckpt = RunFolder(Path(root) / trial.user_attrs["run_dir"]).last
         params = {name.rsplit(".", 1)[-1]: value for name, value in trial.params.items()}
         task = load_task(ckpt)
         n_ch, size = layer_size(task.model.layer)
@@ -130,7 +120,7 @@ def write_capacity_report(
     capacity.png (horizon against N) for finished trials of capacity sweeps, each with its root."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = trial_rows(runs, examples)
+    rows = capacity_rows(runs, examples)
     result = horizons(rows, group=["layer", "n_ch", "N"])
     table = [{"layer": k[0], "n_ch": k[1], "N": k[2], "horizon": h} for k, h in result.items()]
     (out / "capacity.json").write_text(json.dumps({"runs": rows, "horizons": table}, indent=2))

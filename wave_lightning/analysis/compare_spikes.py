@@ -8,8 +8,8 @@ import torch
 from lightning.pytorch.cli import instantiate_class
 from torch import nn
 
-from ..checkpoints import load_checkpoint
 from ..nn import IRNN, LocalRNN, WaveRNN, WaveSheetRNN
+from ..run.checkpoints import load_checkpoint
 from ..tasks.loading import load_task
 from .spikes import spike_table, write_table
 

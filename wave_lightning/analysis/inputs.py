@@ -1,20 +1,26 @@
-"""Inputs to drive a layer for analysis: a batch of the run's own data, read from its config."""
+"""Inputs to drive a layer for analysis: a batch of the run's own data (read from its config),
+random impulses or spike trains; one builder for `wave-lightning analyze` and WaveAnalysis."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 import yaml
 from jsonargparse import ArgumentParser
 from lightning.pytorch import LightningDataModule
-from torch import Tensor
+from torch import Tensor, nn
+
+from ..run.folder import RunFolder
+from .options import AnalysisOptions
+from .record import impulse_inputs
+from .spikes import spike_trains
 
 STAGES = ("test", "val")
 
 
 def run_config_path(ckpt_path: str | Path) -> Path:
-    """<run_dir>/config.yaml for a checkpoint in <run_dir>/checkpoints/."""
-    return Path(ckpt_path).resolve().parent.parent / "config.yaml"
+    """The config.yaml of the run that wrote a checkpoint."""
+    return RunFolder.of_checkpoint(ckpt_path).config
 
 
 def load_datamodule(config_path: str | Path) -> LightningDataModule:
@@ -52,3 +58,21 @@ def first_inputs(loader: Iterable, examples: int) -> Tensor:
         if count >= examples:
             break
     return torch.cat(batches)[:examples].float()
+
+
+def driving_inputs(
+    options: AnalysisOptions,
+    layer: nn.Module,
+    data: Callable[[int], Tensor],
+    seq_len: int | None = None,
+) -> Tensor:
+    """The options.examples sequences that drive the layer: data(n), the run's first n inputs
+    (called only for inputs "data"), else impulses or spike trains drawn from options.seed."""
+    if options.inputs == "data":
+        return data(options.examples)
+    generator = torch.Generator().manual_seed(options.seed)
+    if options.inputs == "spikes":
+        steps = options.spike_window(layer)
+        return spike_trains(options.examples, steps, layer.input_size, options.spikes[0], generator)
+    steps = options.impulse_steps(layer, seq_len)
+    return impulse_inputs(options.examples, steps, layer.input_size, options.impulses, generator)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .plots import animate_sheets, plot_sheet_snapshots
-from .record import record_states
+from .record import record_states, ring_shape
 from .report import finite
 
 SNAPSHOTS = 6
@@ -46,6 +46,16 @@ def sheet_shape(layer: nn.Module) -> tuple[int, int, int] | None:
     if all(hasattr(layer, name) for name in ("n_ch", "height", "width")):
         return int(layer.n_ch), int(layer.height), int(layer.width)
     return None
+
+
+def layer_size(layer: nn.Module) -> tuple[int, int]:
+    """(channels, N) of a layer: a ring layer's rings and units per ring; a sheet's sheets and
+    its longer side (the most steps a wave travels before it wraps); a dense layer is one channel
+    of hidden_size units (under the shift init, one ring of that length)."""
+    shape = sheet_shape(layer)
+    if shape is not None:
+        return shape[0], max(shape[1:])
+    return ring_shape(layer)
 
 
 def as_sheets(states: Tensor, shape: tuple[int, int, int]) -> Tensor:

@@ -4,18 +4,20 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..run.errors import UserError
+
 DATA_DIR_ENV = "WAVE_LIGHTNING_DATA_DIR"
 
 
-class DataMissingError(FileNotFoundError):
+class DataMissingError(UserError, FileNotFoundError):
     """Some files of a data set are not where the DataModule looks for them."""
 
 
-class DataCorruptError(ValueError):
+class DataCorruptError(UserError, ValueError):
     """A data file exists but cannot be read as the data set it should hold."""
 
 
-class DataDownloadError(RuntimeError):
+class DataDownloadError(UserError, RuntimeError):
     """download: true was asked for but the files could not be fetched (offline, say)."""
 
 

@@ -3,8 +3,8 @@
 from torch import Tensor, nn
 
 from .init import init_input_
+from .kernels.reference import reference_recurrence
 from .options import ACTIVATIONS, check_choice, check_positive, check_sequence, check_state
-from .recurrence import reference_recurrence
 
 IMPLS = ("auto", "reference", "fast", "cpp", "triton")
 

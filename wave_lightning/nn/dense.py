@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SimpleRecurrence
-from .fast_dense import dense_recurrence
 from .init import INIT_STYLES, authors_dense_input, init_input_
+from .kernels.fast_dense import dense_recurrence
 from .options import RECURRENT_INITS, check_choice, check_positive
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SimpleRecurrence
-from .fast_dense import dense_recurrence
+from .kernels.fast_dense import dense_recurrence
 from .options import RECURRENT_INITS, check_choice, check_positive
 
 # (dy, dx) of one step: rows grow downwards, columns to the right.

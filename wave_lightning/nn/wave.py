@@ -3,10 +3,10 @@
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import cpp_ring
 from .base import SimpleRecurrence
-from .fast_ring import ring_recurrence
 from .init import init_input_, init_ring_kernel_
+from .kernels import cpp_ring
+from .kernels.fast_ring import ring_recurrence
 from .options import check_positive
 
 
@@ -115,7 +115,7 @@ class WaveRNN(RingRNN):
         """The ring's fast forms, plus the fused Triton kernels (impl="triton")."""
         if impl != "triton":
             return super().fast_recurrence(x, h0, impl)
-        from .triton_ring import triton_ring_recurrence  # Triton loads only when asked for
+        from .kernels.triton_ring import triton_ring_recurrence  # Triton loads only when asked for
 
         drive = F.linear(x, self.input.weight, self.drive_bias())
         states = triton_ring_recurrence(drive, h0, self.recurrent.conv.weight, self.activation_name)

@@ -11,17 +11,10 @@ from pathlib import Path
 import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import fail
+from .claims import recover_dead_trials
 from .dashboard import DEFAULT_HOST, DEFAULT_PORT, serve
 from .spec import Sweep, SweepFileError, load_sweep, shown_url, write_derived
-from .storage import (
-    StudyMismatchError,
-    load_study,
-    open_storage,
-    open_study,
-    read_study,
-    recover_dead_trials,
-)
+from .storage import StudyMismatchError, load_study, open_storage, open_study, read_study
 
 
 def parser() -> argparse.ArgumentParser:
@@ -63,10 +56,10 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 def checked_sweep(file: Path, overrides: list[str]) -> Sweep:
     """The sweep whose every trial configuration fit accepts; a derived sweep file is written
     (and its name printed) only once that holds."""
-    from .validate import check_space
+    from .validate import check_points
 
     sweep = load_sweep(file, overrides)
-    check_space(sweep)
+    check_points(sweep)
     if sweep.source is not None:
         write_derived(sweep, file)
         print(f"sweep {sweep.study}: {file} with {' '.join(overrides)}; root {sweep.root}")
@@ -123,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         except SQLAlchemyError as error:
             raise storage_failure(sweep, error) from error
     except (SweepFileError, StudyMismatchError) as error:
-        fail(type(error)(masked(str(error), sweep)))
+        raise type(error)(masked(str(error), sweep)) from error
 
 
 def command(args: argparse.Namespace, sweep: Sweep) -> None:

@@ -7,39 +7,35 @@ trial through the storage (TrialReporter); the worker reads the result back from
 
 How the run ended decides the trial: COMPLETE only with completed.json (fit reached its end);
 killed by a signal or preempted (PREEMPTED_EXIT) is the infrastructure's doing: TrialInterrupted,
-retried; any other exit is an error of the run: TrialFailed. The worker holds a lock on the
-run folder while its run lives, so a retry never writes into it beside a woken old attempt.
+retried; any other exit is an error of the run: TrialFailed. The worker holds the run folder's
+lease (claims.run_folder_lease) while its run lives, so a retry never writes into it beside a
+woken old attempt.
 """
 
 import csv
 import ctypes
-import fcntl
-import json
 import math
 import os
 import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from ..checkpoints import CheckpointError, load_checkpoint, newest_checkpoint
-from ..preemption import PREEMPTED, PREEMPTED_EXIT
-from ..rundir import previous_run
-from .reporter import COMPLETED_FILE, PRUNED_FILE
+from ..run.checkpoints import CheckpointError, load_checkpoint
+from ..run.folder import RunFolder
+from ..run.preemption import PREEMPTED_EXIT
+from .claims import frozen, run_folder_lease
 from .spec import SEED_PARAM, Sweep
-from .storage import worker_identity
+from .trial_callback import COMPLETED_FILE, PRUNED_FILE
 
 LOG_FILE = "trial.log"
 COMMAND_FILE = "command.txt"
-LEASE_FILE = "owner.lock"
-OWNER_FILE = "owner.json"
 Started = Callable[[subprocess.Popen], None]
 
 
@@ -70,24 +66,30 @@ def trial_args(sweep: Sweep, params: dict) -> list[str]:
     return [*args, "--seed_everything", str(params[SEED_PARAM])]
 
 
+def point_args(sweep: Sweep, params: dict) -> list[str]:
+    """The `wave-lightning fit` arguments of the point `params`, wherever it runs.
+
+    Order, later winning: base configs, config-file factors, the sweep's args, searched values
+    and the seed.
+    """
+    args = []
+    for config in sweep.configs:
+        args += ["--config", str(config)]
+    for factor in sweep.factors:
+        if factor.config_files:
+            args += factor.fit_args(params[factor.name])
+    args += sweep.args  # after the config factors, before the searched values
+    return args + trial_args(sweep, params)
+
+
 def fit_command(
     sweep: Sweep, params: dict, run_dir: Path, trial_number: int, resume: bool = False
 ) -> list[str]:
-    """The `wave-lightning fit` command of a trial.
-
-    Order, later winning: base configs, config-file factors, the sweep's args, searched values,
-    the seed, the run directory, the reporting callback, and `--ckpt_path last` on a resume.
-    """
-    command = [sys.executable, "-m", "wave_lightning", "fit"]
-    for config in sweep.configs:
-        command += ["--config", str(config)]
-    for factor in sweep.factors:
-        if factor.config_files:
-            command += factor.fit_args(params[factor.name])
-    command += sweep.args  # after the config factors, before the searched values
-    command += trial_args(sweep, params)
+    """The `wave-lightning fit` command of a trial: the point's arguments, then the run
+    directory, the reporting callback, and `--ckpt_path last` on a resume."""
+    command = [sys.executable, "-m", "wave_lightning", "fit", *point_args(sweep, params)]
     command += ["--trainer.default_root_dir", str(run_dir)]
-    command += ["--trainer.callbacks+=wave_lightning.sweep.reporter.TrialReporter"]
+    command += ["--trainer.callbacks+=wave_lightning.sweep.trial_callback.TrialReporter"]
     command += [f"--trainer.callbacks.sweep={sweep.path}"]
     command += [f"--trainer.callbacks.trial_number={trial_number}"]
     if resume:
@@ -105,7 +107,7 @@ def checkpoint_step(path: str | Path | None) -> int | None:
 def trim_metrics(run_dir: Path, step: int) -> int:
     """Drop the metrics.csv rows of steps >= `step`, which a resume from `step` logs again (a
     killed attempt logged them after its checkpoint); the number of rows dropped."""
-    path = run_dir / "metrics.csv"
+    path = RunFolder(run_dir).metrics
     if not path.is_file():
         return 0
     with open(path, newline="") as handle:
@@ -125,36 +127,10 @@ def set_aside(run_dir: Path, log: Callable[[str], None]) -> None:
     """Rename what an attempt left without a readable checkpoint (metrics.csv, damaged
     checkpoints) to NAME.old, so that the new attempt starts in a fresh folder and no file of
     the old one is deleted."""
-    for name in previous_run(run_dir, run_dir / "checkpoints"):
+    for name in RunFolder(run_dir).previous_run():
         path = run_dir / name
         path.replace(path.with_name(path.name + ".old"))
         log(f"{run_dir.name}: no readable checkpoint; set {name} aside as {name}.old")
-
-
-@contextmanager
-def run_folder_lease(run_dir: Path, trial_number: int, log: Callable[[str], None]) -> Iterator:
-    """Hold the run folder: an exclusive lock (waiting for an older attempt still holding it)
-    and owner.json naming the trial and this worker."""
-    with open(run_dir / LEASE_FILE, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"trial {trial_number}: waiting for {owner_text(run_dir)} to leave {run_dir.name}")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        (run_dir / OWNER_FILE).write_text(json.dumps({"trial": trial_number, **worker_identity()}))
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def owner_text(run_dir: Path) -> str:
-    """Who holds a run folder, from its owner.json."""
-    try:
-        owner = json.loads((run_dir / OWNER_FILE).read_text())
-    except (OSError, ValueError):
-        return "an earlier attempt"
-    return f"trial {owner['trial']} (worker {owner['host']}:{owner['pid']})"
 
 
 def die_with_parent() -> None:
@@ -194,13 +170,9 @@ def best_value(values: dict[int, float], direction: str) -> float | None:
 
 def test_metrics(run_dir: Path) -> dict[str, float]:
     """The last logged value of every test/ metric in the run's metrics.csv."""
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return {}
     metrics = {}
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            metrics |= {k: float(v) for k, v in row.items() if k.startswith("test/") and v}
+    for row in RunFolder(run_dir).metric_rows():
+        metrics |= {k: float(v) for k, v in row.items() if k.startswith("test/") and v}
     return metrics
 
 
@@ -211,7 +183,7 @@ def prepare(
     drop the metrics rows logged after it, record and write the command; the command."""
     for name in (PRUNED_FILE, COMPLETED_FILE):
         (run_dir / name).unlink(missing_ok=True)
-    checkpoint = newest_checkpoint(run_dir, run_dir / "checkpoints")
+    checkpoint = RunFolder(run_dir).newest_checkpoint()
     step = checkpoint_step(checkpoint)
     if step is not None:
         trial.set_user_attr("resumed_from_step", step)
@@ -230,11 +202,13 @@ def prepare(
 def exit_reason(code: int, run_dir: Path) -> str:
     """What ended a run that did not reach its end, in words."""
     if code == PREEMPTED_EXIT:
+        folder = RunFolder(run_dir)
         try:
-            step = checkpoint_step(run_dir / "checkpoints" / PREEMPTED)
+            step = checkpoint_step(folder.preempted)
         except CheckpointError:  # cut short: the retry resumes from an older one
             step = None
-        where = f"at step {step} with checkpoints/{PREEMPTED}" if step is not None else "early"
+        saved = folder.preempted.relative_to(folder.path)
+        where = f"at step {step} with {saved}" if step is not None else "early"
         return f"preempted (SIGTERM): stopped {where}"
     if code < 0:
         name = signal.Signals(-code).name
@@ -265,8 +239,7 @@ def objective(
         raise TrialFailed(exit_reason(code, run_dir))
     for metric, value in test_metrics(run_dir).items():
         trial.set_user_attr(metric, value)
-    frozen = trial.study._storage.get_trial(trial._trial_id)
-    value = best_value(frozen.intermediate_values, sweep.direction)
+    value = best_value(frozen(trial).intermediate_values, sweep.direction)
     if value is None:
         raise TrialFailed(f"{sweep.metric} was never logged with a finite value")
     return value

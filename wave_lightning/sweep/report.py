@@ -19,9 +19,11 @@ from optuna.importance import (  # noqa: E402
 )
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
-from .reporter import STOPPED_ATTR, TrialReporter  # noqa: E402
+from ..run.folder import RunFolder  # noqa: E402
+from .claims import origin, retries  # noqa: E402
 from .spec import Sweep  # noqa: E402
-from .storage import origin, retries, storage_url  # noqa: E402
+from .storage import storage_url  # noqa: E402
+from .trial_callback import STOPPED_ATTR, TrialReporter  # noqa: E402
 
 REPORTER = f"{TrialReporter.__module__}.{TrialReporter.__name__}"
 
@@ -198,7 +200,7 @@ def table_row(cells: list[str]) -> str:
 def best_config(study: optuna.Study, sweep: Sweep) -> str:
     """The best trial's saved run config, made reusable: no sweep callback, no resume path."""
     best = study.best_trial
-    config = yaml.safe_load((sweep.root / best.user_attrs["run_dir"] / "config.yaml").read_text())
+    config = yaml.safe_load(RunFolder(sweep.root / best.user_attrs["run_dir"]).config.read_text())
     callbacks = [
         c for c in config["trainer"].get("callbacks") or [] if c.get("class_path") != REPORTER
     ]

@@ -19,6 +19,7 @@ from optuna.distributions import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from ..run.errors import UserError
 from .factory import check_options
 
 KEYS = {
@@ -37,7 +38,7 @@ HEARTBEAT = {"interval": 30, "grace": 120}
 DERIVED_FILE = "sweep.yaml"  # in the root of a sweep derived by command-line overrides
 
 
-class SweepFileError(ValueError):
+class SweepFileError(UserError, ValueError):
     """A sweep file that cannot run; the message names the file and the bad key."""
 
 
@@ -100,7 +101,7 @@ class Sweep:
         return self.root / "journal.log"
 
 
-def fail(path: Path, key: str, message: str) -> SweepFileError:
+def file_error(path: Path, key: str, message: str) -> SweepFileError:
     """The error for `key` in the sweep file at `path`."""
     return SweepFileError(f"{path}: {key}: {message}")
 
@@ -135,7 +136,7 @@ def derive(path: Path, located: dict[str, Any], overrides: list[str]) -> Path:
     suffix = hashlib.sha256(json.dumps(overrides).encode()).hexdigest()[:8]
     folder, args = located.get("args", (path.parent, []))
     if not isinstance(args, list):
-        raise fail(path, "args", "expected a list of `wave-lightning fit` arguments")
+        raise file_error(path, "args", "expected a list of `wave-lightning fit` arguments")
     located["args"] = (folder, [*args, *overrides])
     study = check_name(path, located.get("study", (path.parent, None))[1])
     located["study"] = (path.parent, f"{study}-{suffix}")
@@ -162,10 +163,12 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     sweep_path = derive(path, located, list(overrides)) if overrides else path
     unknown = sorted(set(located) - KEYS)
     if unknown:
-        raise fail(path, unknown[0], f"unknown key; allowed keys are {', '.join(sorted(KEYS))}")
+        raise file_error(
+            path, unknown[0], f"unknown key; allowed keys are {', '.join(sorted(KEYS))}"
+        )
     for key in REQUIRED:
         if key not in located:
-            raise fail(path, key, "missing (required)")
+            raise file_error(path, key, "missing (required)")
     data = {key: value for key, (_, value) in located.items()}
     base = {key: folder for key, (folder, _) in located.items()}
     study = check_name(path, data["study"])
@@ -175,15 +178,19 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     if sampler["name"] == "grid":
         for factor in factors:
             if not factor.is_grid:
-                raise fail(path, f"space.{factor.name}", "sampler grid needs choices or configs")
+                raise file_error(
+                    path, f"space.{factor.name}", "sampler grid needs choices or configs"
+                )
     metric = data["metric"]
     if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
-        raise fail(path, "metric", "expected {name: val/loss, direction: minimize}")
+        raise file_error(path, "metric", "expected {name: val/loss, direction: minimize}")
     if set(metric) - {"name", "direction"}:
-        raise fail(path, f"metric.{sorted(set(metric) - {'name', 'direction'})[0]}", "unknown key")
+        raise file_error(
+            path, f"metric.{sorted(set(metric) - {'name', 'direction'})[0]}", "unknown key"
+        )
     direction = metric.get("direction", "minimize")
     if direction not in DIRECTIONS:
-        raise fail(path, "metric.direction", f"{direction!r}; choose one of {DIRECTIONS}")
+        raise file_error(path, "metric.direction", f"{direction!r}; choose one of {DIRECTIONS}")
     return Sweep(
         path=sweep_path,
         study=study,
@@ -213,7 +220,9 @@ def fingerprint(data: dict[str, Any]) -> str:
 
 def check_name(path: Path, value: Any) -> str:
     if not isinstance(value, str) or not value or any(c in value for c in "/\\ "):
-        raise fail(path, "study", f"{value!r} is not a name (non-empty, no spaces or slashes)")
+        raise file_error(
+            path, "study", f"{value!r} is not a name (non-empty, no spaces or slashes)"
+        )
     return value
 
 
@@ -222,55 +231,57 @@ def check_named(path: Path, key: str, value: Any, allowed: tuple[str, ...]) -> d
     value = {"name": value} if isinstance(value, str) else value
     if not isinstance(value, dict) or value.get("name") not in allowed:
         name = value.get("name") if isinstance(value, dict) else value
-        raise fail(path, f"{key}.name", f"unknown {key} {name!r}; choose one of {allowed}")
-    check_options(key, value, lambda bad, message: fail(path, f"{key}.{bad}", message))
+        raise file_error(path, f"{key}.name", f"unknown {key} {name!r}; choose one of {allowed}")
+    check_options(key, value, lambda bad, message: file_error(path, f"{key}.{bad}", message))
     return dict(value)
 
 
 def check_files(path: Path, key: str, value: Any, folder: Path) -> list[Path]:
     """Config files, relative to the sweep file that names them; each must exist."""
     if not isinstance(value, list) or not value:
-        raise fail(path, key, "expected a non-empty list of LightningCLI config files")
+        raise file_error(path, key, "expected a non-empty list of LightningCLI config files")
     files = [folder / str(name) for name in value]
     for name, file in zip(value, files, strict=True):
         if not file.is_file():
-            raise fail(path, key, f"config file {name!r} not found (looked for {file})")
+            raise file_error(path, key, f"config file {name!r} not found (looked for {file})")
     return files
 
 
 def check_args(path: Path, value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(a, str | int | float) for a in value):
-        raise fail(path, "args", "expected a list of `wave-lightning fit` arguments")
+        raise file_error(path, "args", "expected a list of `wave-lightning fit` arguments")
     return [str(a) for a in value]
 
 
 def check_space(path: Path, space: Any, folder: Path) -> list[Factor]:
     if not isinstance(space, dict) or not space:
-        raise fail(path, "space", "the search space is empty; name at least one factor")
+        raise file_error(path, "space", "the search space is empty; name at least one factor")
     return [check_factor(path, f"space.{name}", name, spec, folder) for name, spec in space.items()]
 
 
 def check_factor(path: Path, key: str, name: str, spec: Any, folder: Path) -> Factor:
     """One factor: exactly one of choices / configs / int / float, with its options."""
     if name == SEED_PARAM:
-        raise fail(path, key, "'seed' is reserved; list the seeds under the top-level `seeds` key")
+        raise file_error(
+            path, key, "'seed' is reserved; list the seeds under the top-level `seeds` key"
+        )
     kinds = [k for k in FACTOR_KINDS if isinstance(spec, dict) and k in spec]
     if len(kinds) != 1:
-        raise fail(path, key, f"expected exactly one of {', '.join(FACTOR_KINDS)}")
+        raise file_error(path, key, f"expected exactly one of {', '.join(FACTOR_KINDS)}")
     kind = kinds[0]
     extra = set(spec) - {kind} - FACTOR_OPTIONS[kind]
     if extra:
-        raise fail(path, f"{key}.{sorted(extra)[0]}", f"unknown option of a {kind} factor")
+        raise file_error(path, f"{key}.{sorted(extra)[0]}", f"unknown option of a {kind} factor")
     value = spec[kind]
     if kind == "configs":
         if not isinstance(value, dict) or not value:
-            raise fail(path, f"{key}.configs", "expected a non-empty mapping of label: file")
+            raise file_error(path, f"{key}.configs", "expected a non-empty mapping of label: file")
         files = check_files(path, f"{key}.configs", list(value.values()), folder)
         files = dict(zip(value, files, strict=True))
         return Factor(name, CategoricalDistribution(list(value)), files)
     if kind == "choices":
         if not isinstance(value, list) or not value or len(set(map(repr, value))) != len(value):
-            raise fail(path, f"{key}.choices", "expected a non-empty list of distinct values")
+            raise file_error(path, f"{key}.choices", "expected a non-empty list of distinct values")
         return Factor(name, CategoricalDistribution(value))
     return Factor(name, check_range(path, f"{key}.{kind}", kind, value, spec))
 
@@ -284,19 +295,21 @@ def check_range(path: Path, key: str, kind: str, value: Any, spec: dict) -> Base
         or not all(isinstance(v, number) and not isinstance(v, bool) for v in value)
         or value[0] >= value[1]
     ):
-        raise fail(path, key, f"expected [low, high] with low < high ({kind}s), got {value!r}")
+        raise file_error(
+            path, key, f"expected [low, high] with low < high ({kind}s), got {value!r}"
+        )
     log, step = spec.get("log", False), spec.get("step")
     if log and value[0] <= 0:
-        raise fail(path, key, f"a log range needs low > 0, got {value[0]}")
+        raise file_error(path, key, f"a log range needs low > 0, got {value[0]}")
     if log and step is not None:
-        raise fail(path, key, "a range cannot have both log and step")
+        raise file_error(path, key, "a range cannot have both log and step")
     make = IntDistribution if kind == "int" else FloatDistribution
     try:
         if kind == "int":
             return make(value[0], value[1], log=bool(log), step=step or 1)
         return make(float(value[0]), float(value[1]), log=bool(log), step=step)
     except ValueError as error:
-        raise fail(path, key, str(error)) from error
+        raise file_error(path, key, str(error)) from error
 
 
 def check_seeds(path: Path, value: Any, sampler: str) -> list[int]:
@@ -306,38 +319,44 @@ def check_seeds(path: Path, value: Any, sampler: str) -> list[int]:
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in value)
         or len(set(value)) != len(value)
     ):
-        raise fail(path, "seeds", f"expected a non-empty list of distinct integers, got {value!r}")
+        raise file_error(
+            path, "seeds", f"expected a non-empty list of distinct integers, got {value!r}"
+        )
     if sampler != "grid" and len(value) > 1:
-        raise fail(path, "seeds", "several seeds are a grid factor; use sampler grid or one seed")
+        raise file_error(
+            path, "seeds", "several seeds are a grid factor; use sampler grid or one seed"
+        )
     return value
 
 
 def check_trials(path: Path, value: Any, sampler: str) -> int | None:
     if sampler == "grid":
         if value is not None:
-            raise fail(path, "trials", "a grid sweep runs every grid point once; drop `trials`")
+            raise file_error(
+                path, "trials", "a grid sweep runs every grid point once; drop `trials`"
+            )
         return None
     if value is None:
-        raise fail(path, "trials", f"sampler {sampler} needs the number of trials")
+        raise file_error(path, "trials", f"sampler {sampler} needs the number of trials")
     return check_count(path, "trials", value)
 
 
 def check_count(path: Path, key: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise fail(path, key, f"expected a non-negative integer, got {value!r}")
+        raise file_error(path, key, f"expected a non-negative integer, got {value!r}")
     return value
 
 
 def check_heartbeat(path: Path, value: Any) -> dict[str, int]:
     """Database heartbeats: every `interval` s; a trial silent for `grace` s is retried."""
     if not isinstance(value, dict) or set(value) - set(HEARTBEAT):
-        raise fail(path, "heartbeat", f"expected a mapping with keys {sorted(HEARTBEAT)}")
+        raise file_error(path, "heartbeat", f"expected a mapping with keys {sorted(HEARTBEAT)}")
     beat = {**HEARTBEAT, **value}
     for key, seconds in beat.items():
         if check_count(path, f"heartbeat.{key}", seconds) == 0:
-            raise fail(path, f"heartbeat.{key}", "must be at least 1 second")
+            raise file_error(path, f"heartbeat.{key}", "must be at least 1 second")
     if beat["grace"] <= beat["interval"]:
-        raise fail(path, "heartbeat.grace", "must be longer than heartbeat.interval")
+        raise file_error(path, "heartbeat.grace", "must be longer than heartbeat.interval")
     return beat
 
 
@@ -346,12 +365,12 @@ def check_storage(path: Path, value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or "://" not in value:
-        raise fail(path, "storage", f"expected an SQLAlchemy URL or nothing, got {value!r}")
+        raise file_error(path, "storage", f"expected an SQLAlchemy URL or nothing, got {value!r}")
     try:
         make_url(value).get_dialect().import_dbapi()
     except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as error:
         scheme = value.split("://", 1)[0]
-        raise fail(
+        raise file_error(
             path,
             "storage",
             f"{shown_url(value)}: no SQLAlchemy dialect {scheme!r} ({error.__class__.__name__}); "

@@ -12,37 +12,16 @@ import logging
 import re
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
 from jsonargparse import ArgumentError
 from optuna.distributions import CategoricalDistribution
 
-from ..cli import WaveCLI
-from .objective import fit_command
+from ..fit import WaveCLI, check_args
+from .objective import point_args
 from .spec import SEED_PARAM, Sweep, SweepFileError
 from .storage import grid_points
-
-UNSTARTED = Path("/nonexistent/wave-lightning-check")  # fit_command adds no --ckpt_path here
-
-
-class FitArgsCheck(WaveCLI):
-    """The fit CLI up to the built model and data: no trainer, no run, nothing written."""
-
-    def __init__(self, args: list[str]) -> None:
-        parser_kwargs = {"prog": "wave-lightning fit", "exit_on_error": False}
-        super().__init__(args=args, run=False, parser_kwargs=parser_kwargs)
-
-    def instantiate_trainer(self, **kwargs) -> None:
-        """No trainer: building one is slow and checks nothing of the config."""
-        return None
-
-    def check(self, args: list[str]) -> None:
-        """Parse `args` and build their model and data with this parser."""
-        self.parse_arguments(self.parser, args)
-        self.before_instantiate_classes()
-        self.instantiate_classes()
 
 
 @contextmanager
@@ -63,13 +42,10 @@ class Checker:
     """Checks fit arguments with one parser, built by the first check."""
 
     def __init__(self) -> None:
-        self.cli: FitArgsCheck | None = None
+        self.cli: WaveCLI | None = None
 
     def check(self, args: list[str]) -> None:
-        if self.cli is None:
-            self.cli = FitArgsCheck(args)
-        else:
-            self.cli.check(args)
+        self.cli = check_args(args, self.cli)
 
     def refusal(self, args: list[str]) -> str | None:
         """Why `args` cannot run (one line), or None when they can."""
@@ -122,8 +98,8 @@ def options(class_path: str) -> list[str]:
 
 
 def fit_args(sweep: Sweep, params: dict[str, Any]) -> list[str]:
-    """The fit arguments (no interpreter, no subcommand) of a first start at `params`."""
-    return fit_command(sweep, {**params, SEED_PARAM: sweep.seeds[0]}, UNSTARTED, 0)[4:]
+    """The fit arguments of the point `params` with the sweep's first seed."""
+    return point_args(sweep, {**params, SEED_PARAM: sweep.seeds[0]})
 
 
 def extremes(sweep: Sweep) -> list[dict[str, Any]]:
@@ -165,7 +141,7 @@ def named_key(sweep: Sweep, point: dict[str, Any], reason: str) -> str:
     return "args"
 
 
-def check_space(sweep: Sweep) -> None:
+def check_points(sweep: Sweep) -> None:
     """Raise SweepFileError naming the sweep file and space key of the first point that fit
     would refuse, with fit's reason (which says what is allowed)."""
     checker = Checker()

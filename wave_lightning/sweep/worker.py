@@ -22,20 +22,12 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
-from ..preemption import PREEMPTED_EXIT
+from ..run.preemption import PREEMPTED_EXIT
+from .claims import claim_waiting, frozen, origin, recover_dead_trials, retries
 from .objective import TrialInterrupted, objective, suggest
-from .reporter import STOPPED_ATTR
 from .spec import Sweep
-from .storage import (
-    claim_waiting,
-    grid_points,
-    open_storage,
-    open_study,
-    origin,
-    recover_dead_trials,
-    retries,
-    retry_callback,
-)
+from .storage import grid_points, open_storage, open_study, retry_callback
+from .trial_callback import STOPPED_ATTR
 
 POLL_S = 2.0
 Log = Callable[[str], None]
@@ -98,13 +90,12 @@ def position(study: optuna.Study, sweep: Sweep, trial: optuna.Trial) -> str:
     """'n of N': the trial's point (a retry counts as its original) among the sweep's."""
     total = len(grid_points(sweep)) if sweep.is_grid else sweep.trials
     origins = sorted({origin(t) for t in study.get_trials(deepcopy=False)})
-    frozen = study._storage.get_trial(trial._trial_id)
-    return f"{origins.index(origin(frozen)) + 1} of {total}"
+    return f"{origins.index(origin(frozen(trial))) + 1} of {total}"
 
 
-def still_running(study: optuna.Study, trial: optuna.Trial) -> bool:
+def still_running(trial: optuna.Trial) -> bool:
     """False when another process failed (and retried) the trial while this one was silent."""
-    return study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING
+    return frozen(trial).state == TrialState.RUNNING
 
 
 def run_trial(
@@ -112,8 +103,7 @@ def run_trial(
 ) -> None:
     """Run one claimed trial under heartbeats and record how it ended (with the reason)."""
     params = " ".join(f"{n}={suggest(trial, n, d)}" for n, d in sweep.space.items())
-    frozen = study._storage.get_trial(trial._trial_id)
-    history = frozen.system_attrs.get("retry_history")
+    history = frozen(trial).system_attrs.get("retry_history")
     again = f", retry of trial {history[-1]}" if history else ""
     where = f"trial {trial.number} ({position(study, sweep, trial)}{again})"
     log(f"{where}: start {params}")
@@ -149,7 +139,7 @@ def record(
     """Tell the storage how the trial ended and queue its retry; False when it was no longer
     this worker's (failed by another process after its heartbeats or pid check)."""
     try:
-        if not still_running(study, trial):
+        if not still_running(trial):
             return False
         if reason is not None:
             trial.set_user_attr(
@@ -159,7 +149,7 @@ def record(
     except UpdateFinishedTrialError:
         return False
     if retry:
-        retry_callback(sweep)(study, study._storage.get_trial(trial._trial_id))
+        retry_callback(sweep)(study, frozen(trial))
     return True
 
 

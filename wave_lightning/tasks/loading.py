@@ -4,7 +4,7 @@ import importlib
 import warnings
 from pathlib import Path
 
-from ..checkpoints import CheckpointError, load_checkpoint
+from ..run.checkpoints import CheckpointError, load_checkpoint
 from .base import SequenceTask
 
 

@@ -14,13 +14,13 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .activations import ACTIVATION_CODES
+
 try:
     import triton
     import triton.language as tl
 except ImportError:  # pragma: no cover - Triton ships with torch on Linux
     triton = None
-
-ACTIVATION_CODES = {"relu": 0, "tanh": 1, "identity": 2}
 
 
 def interpreted() -> bool:

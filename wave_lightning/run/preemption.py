@@ -6,8 +6,8 @@ step boundary, so a resumed run continues exactly. Outside SLURM, SIGUSR1 means 
 SIGTERM. Under SLURM, Lightning's own SIGUSR1 handler stays in charge (it writes
 hpc_ckpt_N.ckpt in the run directory and requeues the job with `scontrol requeue`); the SIGTERM
 that SLURM then sends ends the run here, with preempted.ckpt. `--ckpt_path last` resumes from
-the newest readable one (wave_lightning.checkpoints.newest_checkpoint). A run stopped so exits
-with PREEMPTED_EXIT, never 0: it did not reach its end.
+the newest readable one (wave_lightning.run.folder.RunFolder.newest_checkpoint). A run stopped
+so exits with PREEMPTED_EXIT, never 0: it did not reach its end.
 """
 
 import os

@@ -11,7 +11,12 @@ from typing import NoReturn
 DEBUG_ENV = "WAVE_LIGHTNING_DEBUG"
 
 
-def fail(error: BaseException) -> NoReturn:
+class UserError(Exception):
+    """A mistake in what the user gave (a file, a key, a value, a folder) or data that went bad:
+    every command reports it as one `error:` line, never a traceback."""
+
+
+def exit_with(error: BaseException) -> NoReturn:
     """Exit with `error: <message>`, or re-raise `error` when debugging is asked for."""
     if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
         raise error

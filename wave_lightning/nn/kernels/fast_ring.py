@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .activation_grad import activate_, times_derivative_
+from .activations import activate_, times_derivative_
 
 
 def fill_halo_(step: Tensor, pad: int) -> None:

@@ -3,6 +3,9 @@
 import torch
 from torch import Tensor
 
+# the integer each compiled kernel (C++, Triton) takes for an activation
+ACTIVATION_CODES = {"relu": 0, "tanh": 1, "identity": 2}
+
 
 def activate_(z: Tensor, name: str) -> Tensor:
     """Apply the named activation to z in place (relu, tanh or identity) and return z."""

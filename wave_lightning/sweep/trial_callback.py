@@ -8,6 +8,7 @@ import optuna
 from lightning.pytorch import Callback, LightningModule, Trainer
 from optuna.trial import TrialState
 
+from .claims import frozen
 from .spec import load_sweep
 from .storage import load_study, open_storage
 
@@ -50,7 +51,7 @@ class TrialReporter(Callback):
     def check_owned(self) -> None:
         """Raise TrialTakenOver when the storage no longer has this trial RUNNING."""
         self.checked = time.monotonic()
-        state = self.trial.study._storage.get_trial(self.trial._trial_id).state
+        state = frozen(self.trial).state
         if state != TrialState.RUNNING:
             raise TrialTakenOver(
                 f"trial {self.trial_number} is {state.name}: another attempt owns its run folder"

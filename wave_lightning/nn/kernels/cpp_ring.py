@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .activations import ACTIVATION_CODES
 from .fast_ring import batch_first, last_state
 
 SOURCE = Path(__file__).with_name("csrc") / "ring_cpu.cpp"
-ACTIVATION_CODES = {"relu": 0, "tanh": 1, "identity": 2}
 
 
 def cpu_tag() -> str:

@@ -4,6 +4,8 @@ import importlib
 import inspect
 import traceback
 
+from .errors import UserError
+
 LINKS = {  # data attribute -> model argument, set by the CLI at instantiation
     "data.input_size": "model.init_args.layer.init_args.input_size",
     "data.output_size": "model.init_args.output_size",
@@ -11,7 +13,7 @@ LINKS = {  # data attribute -> model argument, set by the CLI at instantiation
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value the parser accepts but the run cannot use."""
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from .preemption import PREEMPTED
+from .errors import UserError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file that is missing, damaged, or holds more than plain data."""
 
 
@@ -68,18 +68,9 @@ def newest_first(paths: list[Path]) -> list[Path]:
     return sorted(files, key=lambda path: path.stat().st_mtime_ns, reverse=True)
 
 
-def newest_checkpoint(run_dir: str | Path, checkpoint_dir: str | Path) -> str | None:
-    """What `--ckpt_path last` resumes from: the newest readable checkpoint; None when none exists.
-
-    The newest of last*.ckpt and preempted.ckpt in `checkpoint_dir` and Lightning's SLURM
-    hpc_ckpt_*.ckpt in `run_dir`; when none of them loads, the newest other checkpoint in
-    `checkpoint_dir` (a best-model one, older). Damaged files are skipped with a warning.
-    """
-    checkpoints = Path(checkpoint_dir)
-    resumable = [*checkpoints.glob("last*.ckpt"), checkpoints / PREEMPTED]
-    resumable += Path(run_dir).glob("hpc_ckpt_*.ckpt")
-    older = [path for path in checkpoints.glob("*.ckpt") if path not in resumable]
-    for path in [*newest_first(resumable), *newest_first(older)]:
+def first_readable(paths: list[Path]) -> str | None:
+    """The first of `paths` that loads as a checkpoint (damaged ones warned of); None if none."""
+    for path in paths:
         if readable(path):
             return str(path)
     return None
