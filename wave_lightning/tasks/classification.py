@@ -63,3 +63,13 @@ class PerStepClassification(SequenceClassification):
 
     def metric_inputs(self, prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         return prediction.flatten(0, 1), target.flatten()
+
+    def probe_value(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """Table 4's unit: the batch's mean per-step cross-entropy divided by its size, as the
+        authors' script logged its test loss (`Test MSE:`, a fresh batch of 50)."""
+        return F.cross_entropy(prediction.transpose(1, 2), target) / prediction.shape[0]
+
+    def sequence_loss(self, prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Each sequence's mean per-step cross-entropy, and whether every step was recalled."""
+        per_step = F.cross_entropy(prediction.transpose(1, 2), target, reduction="none")
+        return per_step.mean(1), (prediction.argmax(-1) == target).all(1)

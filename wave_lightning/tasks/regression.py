@@ -41,6 +41,14 @@ class Regression(SequenceTask):
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         return F.mse_loss(prediction, target)
 
+    def probe_value(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """The authors' adding test MSE: the mean squared error of a fresh batch."""
+        return F.mse_loss(prediction, target)
+
+    def sequence_loss(self, prediction: Tensor, target: Tensor) -> tuple[Tensor, None]:
+        """Each sequence's squared error (the adding task has no exact recall)."""
+        return (prediction - target).square().flatten(1).mean(1), None
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = super().training_step(batch, batch_idx)
         every = self.solved_train_every
