@@ -6,6 +6,7 @@ import csv
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from wave_lightning.data import AddingTask, CopyTask
@@ -109,6 +110,32 @@ def test_the_test_set_distribution_of_per_sequence_losses(tmp_path):
     assert results["test/exact_recall"] == pytest.approx(float(exact))
     assert results["test/probe_last"] == pytest.approx(task.probe["last"])
     assert results["test/probe_best"] == pytest.approx(task.probe["best"])
+
+
+def test_testing_an_earlier_checkpoint_after_fit_keeps_the_runs_last_and_best(tmp_path):
+    data, task = copy_data(), copy_task(**PROBE)
+    every_step = ModelCheckpoint(tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
+    task.configure_optimizers = lambda: torch.optim.Adam(task.parameters(), lr=1e-2)
+    trainer = Trainer(
+        max_steps=4, logger=CSVLogger(tmp_path, name="", version=""), callbacks=[every_step],
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(task, datamodule=data)
+    probes = logged(tmp_path, "probe/loss")
+    early = next((tmp_path / "ckpt").glob("*step=2.ckpt"))
+    (results,) = trainer.test(
+        task, datamodule=data, ckpt_path=early, verbose=False, weights_only=False
+    )
+    assert results["test/probe_last"] == pytest.approx(probes[4])  # the run's, not step 2's
+    assert results["test/probe_best"] == pytest.approx(min(probes.values()))
+    # a test in a process of its own reads the checkpoint's record: the step-4 checkpoint was
+    # written before that step's probe (callbacks' batch-end hooks run before the module's)
+    later = next((tmp_path / "ckpt").glob("*step=4.ckpt"))
+    alone = copy_task(**PROBE)
+    (results,) = Trainer(logger=False).test(
+        alone, datamodule=data, ckpt_path=later, verbose=False, weights_only=False
+    )
+    assert results["test/probe_last"] == pytest.approx(probes[2])
 
 
 def test_the_probe_survives_a_checkpoint():

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.aggregation import CatMetric
@@ -179,7 +180,12 @@ class SequenceTask(LightningModule):
         checkpoint["probe"] = dict(self.probe)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.probe = dict(checkpoint.get("probe", self.probe))
+        """A resumed fit continues the probe record, and so does a test in a process of its own;
+        the test of the best checkpoint after fit keeps the run's last and best, not those of
+        the checkpoint's step."""
+        fitting = self._trainer is None or self.trainer.state.fn == TrainerFn.FITTING
+        if fitting or math.isnan(self.probe["last"]):
+            self.probe = dict(checkpoint.get("probe", self.probe))
 
 
 QUANTILES = {"median": 0.5, "p90": 0.9, "p99": 0.99}
