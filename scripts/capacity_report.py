@@ -10,7 +10,7 @@ import argparse
 from wave_lightning.analysis.capacity import write_capacity_report
 from wave_lightning.sweep.report import complete
 from wave_lightning.sweep.spec import load_sweep
-from wave_lightning.sweep.storage import load_study, open_storage
+from wave_lightning.sweep.storage import read_study
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     for path in args.sweeps:
         sweep = load_sweep(path)
-        runs += [(trial, sweep.root) for trial in complete(load_study(sweep, open_storage(sweep)))]
+        runs += [(trial, sweep.root) for trial in complete(read_study(sweep))]
     for written in write_capacity_report(runs, args.out, args.examples):
         print(f"wrote {written}")
 

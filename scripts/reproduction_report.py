@@ -31,7 +31,7 @@ from wave_lightning.analysis.cli import main as analyze  # noqa: E402
 from wave_lightning.run.folder import RunFolder  # noqa: E402
 from wave_lightning.sweep.report import ablation_groups, complete, mean_std, table_row  # noqa: E402
 from wave_lightning.sweep.spec import Sweep, load_sweep  # noqa: E402
-from wave_lightning.sweep.storage import load_study, open_storage  # noqa: E402
+from wave_lightning.sweep.storage import read_study  # noqa: E402
 
 # Paper (Keller et al., ICLR 2024), Table 4: copy test loss at T = 0, 10, 30, 80.
 PAPER_COPY = {
@@ -350,7 +350,7 @@ def summary(path: str, study, groups: dict[tuple, list[FrozenTrial]], sweep: Swe
 
 def open_sweep(path: str) -> tuple[Sweep, object, dict[tuple, list[FrozenTrial]]]:
     sweep = load_sweep(path)
-    study = load_study(sweep, open_storage(sweep))
+    study = read_study(sweep)
     return sweep, study, groups_by(study, sweep)
 
 

@@ -12,11 +12,14 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -30,9 +33,9 @@ from tests.helpers import ROOT
 from tests.sweeps import dead_pid, points_of, postgres_url, wait_for, write_sweep
 from wave_lightning.run.folder import RunFolder
 from wave_lightning.sweep.claims import claim_waiting, recover_dead_trials, worker_identity
-from wave_lightning.sweep.objective import prepare
+from wave_lightning.sweep.objective import LOG_FILE, prepare
 from wave_lightning.sweep.report import status_text
-from wave_lightning.sweep.spec import load_sweep
+from wave_lightning.sweep.spec import load_sweep, shown_url
 from wave_lightning.sweep.storage import open_storage, open_study
 from wave_lightning.sweep.worker import position
 
@@ -412,3 +415,86 @@ def test_a_retry_without_a_readable_checkpoint_starts_afresh_beside_the_old_file
     assert (run / "metrics.csv.old").read_text() == "epoch,step,train/loss\n0,0,1.0\n"
     assert (run / "checkpoints" / "last.ckpt.old").read_bytes() == b"PK\x03\x04 cut short"
     assert RunFolder(run).previous_run() == []  # fit takes the folder as fresh
+
+
+def local_postgres(action: str) -> None:
+    """Stop (a fast shutdown, which drops every connection) or start the local test server."""
+    if shutil.which("pg_ctlcluster") is None:
+        pytest.skip("the outage tests stop the local server with pg_ctlcluster (Debian)")
+    version = sorted(os.listdir("/etc/postgresql"), key=float)[-1]
+    fast = ["-m", "fast"] if action == "stop" else []
+    subprocess.run(["pg_ctlcluster", version, "main", action, *fast], check=True)
+
+
+@contextmanager
+def server_stopped() -> Iterator[None]:
+    """The local PostgreSQL is down inside the block, and up again after it whatever happens."""
+    local_postgres("stop")
+    try:
+        yield
+    finally:
+        local_postgres("start")
+
+
+def outage_sweep(tmp_path: Path, seeds: list[int], limit_s: int) -> Path:
+    """A fault sweep on PostgreSQL whose first attempts hold until released."""
+    extra = {**postgres_extra(), "outage_limit": limit_s}
+    return fault_sweep(tmp_path, seeds=seeds, hold=seeds, **extra)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgres_outage_within_the_limit_is_ridden_out(tmp_path):
+    path = outage_sweep(tmp_path, seeds=[0, 1], limit_s=120)
+    sweep = load_sweep(path)
+    launcher = start(sweep_command("run", str(path), "--workers", "2"), tmp_path / "run.log")
+    runs = [sweep.root / f"trial-000{n}" for n in (0, 1)]
+    for run in runs:
+        held(run)
+    with server_stopped():
+        for run in runs:  # both train on, past the end of the fit, while the server is down
+            (run / RELEASE_FILE).touch()
+        time.sleep(10)  # longer than the heartbeat grace (4 s)
+    assert launcher.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()
+    study = study_of(sweep)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2  # no FAIL, no retry
+    out = (tmp_path / "run.log").read_text()
+    logs = [out, *[(run / LOG_FILE).read_text() for run in runs]]
+    assert not any("Traceback" in log for log in logs)
+    assert out.count("went away") >= 2 and out.count("is back after") >= 2  # each worker
+    for trial, run in zip(study.trials, runs, strict=True):
+        assert "resumed_from_step" not in trial.user_attrs  # it trained through the outage
+        assert sorted(trial.intermediate_values) == list(range(2, MAX_STEPS + 1, 2))
+        assert_every_step_once(run)
+        assert "went away" in (run / LOG_FILE).read_text()  # its reports waited
+    drop(sweep)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgres_outage_past_the_limit_is_one_error_line_and_a_rerun_finishes(tmp_path):
+    path = outage_sweep(tmp_path, seeds=[0], limit_s=4)
+    sweep = load_sweep(path)
+    launcher = start(sweep_command("run", str(path), "--workers", "1"), tmp_path / "run.log")
+    run = sweep.root / "trial-0000"
+    held(run)
+    with server_stopped():
+        (run / RELEASE_FILE).touch()
+        assert launcher.wait(timeout=300) == 1
+    out = (tmp_path / "run.log").read_text()
+    assert "Traceback" not in out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2  # the worker's and the launcher's: one line each
+    shown = shown_url(sweep.storage)
+    for line in errors:
+        assert line.startswith(f"error: storage {shown} stayed unreachable for ")
+        assert line.endswith(
+            "longer than the sweep's outage_limit (4 s); run the same command again once it is back"
+        )
+    again = start(sweep_command("run", str(path), "--workers", "1"), tmp_path / "again.log")
+    assert again.wait(timeout=300) == 0, (tmp_path / "again.log").read_text()
+    study = study_of(sweep)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 1 and done[0].params["seed"] == 0  # COMPLETE exactly once
+    assert json.loads((run / "completed.json").read_text()) == {"step": MAX_STEPS}
+    drop(sweep)

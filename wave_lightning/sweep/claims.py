@@ -106,8 +106,11 @@ def recover_dead_trials(study: optuna.Study, sweep: Sweep) -> list[int]:
     Databases use Optuna's heartbeats (optuna.storages.fail_stale_trials); the journal has none,
     so a trial whose recorded worker process on this host no longer runs is failed here. On
     both, a trial claimed by a worker that died before recording itself is failed after the
-    heartbeat grace.
+    heartbeat grace. Nothing is failed while the storage is away or within a grace of its
+    return: live workers' heartbeats could not reach it meanwhile.
     """
+    if not study._storage.outage.settled(sweep.heartbeat["grace"]):
+        return []
     if sweep.storage is not None:
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
         optuna.storages.fail_stale_trials(study)

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace, sweep: Sweep) -> int:
     """Start the workers unless the sweep is already finished."""
     from .worker import is_finished, launch, summary_text
 
-    study = open_study(sweep, open_storage(sweep))
+    storage = open_storage(sweep, first_call_waits=False)
+    study = open_study(sweep, storage)
     for number in recover_dead_trials(study, sweep):
         print(f"trial {number}: its worker is gone; queued again to resume", flush=True)
     if is_finished(study, sweep):
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace, sweep: Sweep) -> int:
     if gpus is not None and len(gpus) != workers:
         sys.exit(f"error: --workers {workers} needs one GPU each, got --gpus {args.gpus}")
     code = launch(sweep, workers, gpus, args.threads)
-    print(summary_text(load_study(sweep, open_storage(sweep)), sweep), flush=True)
+    print(summary_text(load_study(sweep, storage), sweep), flush=True)
     return code
 
 

@@ -24,7 +24,7 @@ from .factory import check_options
 
 KEYS = {
     "extends", "study", "configs", "args", "space", "seeds", "metric", "sampler", "pruner",
-    "trials", "storage", "root", "max_retries", "heartbeat",
+    "trials", "storage", "root", "max_retries", "heartbeat", "outage_limit",
 }  # fmt: skip
 REQUIRED = ("study", "configs", "space", "metric")
 FACTOR_KINDS = ("choices", "configs", "int", "float")
@@ -35,6 +35,7 @@ PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "t
 DIRECTIONS = ("minimize", "maximize")
 SEED_PARAM = "seed"
 HEARTBEAT = {"interval": 30, "grace": 120}
+OUTAGE_LIMIT_S = 600  # how long a worker waits for a storage that went away
 DERIVED_FILE = "sweep.yaml"  # in the root of a sweep derived by command-line overrides
 
 
@@ -81,6 +82,7 @@ class Sweep:
     root: Path
     max_retries: int
     heartbeat: dict[str, int]
+    outage_limit: int
     fingerprint: str
     source: Path | None = None  # the sweep file given, when this one is derived by overrides
 
@@ -207,6 +209,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
         root=Path(data.get("root") or Path("runs") / "sweeps" / study),
         max_retries=check_count(path, "max_retries", data.get("max_retries", 3)),
         heartbeat=check_heartbeat(path, data.get("heartbeat", {})),
+        outage_limit=check_outage_limit(path, data.get("outage_limit", OUTAGE_LIMIT_S)),
         fingerprint=fingerprint(data),
         source=path if overrides else None,
     )
@@ -344,6 +347,13 @@ def check_trials(path: Path, value: Any, sampler: str) -> int | None:
 def check_count(path: Path, key: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise file_error(path, key, f"expected a non-negative integer, got {value!r}")
+    return value
+
+
+def check_outage_limit(path: Path, value: Any) -> int:
+    """Seconds every process of the sweep retries a storage that went away before it gives up."""
+    if check_count(path, "outage_limit", value) == 0:
+        raise file_error(path, "outage_limit", "must be at least 1 second")
     return value
 
 

@@ -8,22 +8,19 @@ database, claims.py when it fails such a trial itself. Who runs which trial is c
 
 import copy
 import time
+from collections.abc import Callable
 from itertools import product
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError
-from optuna.storages import (
-    BaseStorage,
-    JournalStorage,
-    RDBStorage,
-    RetryHeartbeatStaleTrialCallback,
-)
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
 from ..run.errors import UserError
 from .factory import make_pruner, make_sampler
-from .spec import Sweep
+from .outage import Outage, PatientStorage
+from .spec import Sweep, shown_url
 
 READY_TIMEOUT_S = 120.0
 # of one attempt, never of its retry
@@ -57,13 +54,33 @@ def retry_callback(sweep: Sweep) -> RetryAttempt:
     return RetryAttempt(sweep.max_retries)
 
 
-def open_storage(sweep: Sweep) -> BaseStorage:
-    """The sweep's storage: its SQLAlchemy URL with heartbeats, or the journal beside its runs."""
+def say(message: str) -> None:
+    """A storage line of a process that has no log of its own."""
+    print(message, flush=True)
+
+
+def open_storage(
+    sweep: Sweep, log: Callable[[str], None] = say, first_call_waits: bool = True
+) -> PatientStorage:
+    """The sweep's storage, its SQLAlchemy URL with heartbeats or the journal beside its runs,
+    riding out outages of up to sweep.outage_limit seconds (see outage.py).
+
+    `first_call_waits` False (commands a person watches: run, status, report): a storage that
+    cannot be reached at all is an error at once. Workers and trials wait from their first call.
+    """
+    name = shown_url(sweep.storage) if sweep.storage else str(sweep.journal)
+    outage = Outage(name, sweep.outage_limit, log, reached=first_call_waits)
+    return PatientStorage(outage.call(storage_of, sweep), outage)
+
+
+def storage_of(sweep: Sweep) -> JournalStorage | RDBStorage:
+    """Optuna's storage of the sweep; pre-ping replaces the pool's connections a restart cut."""
     if sweep.storage is None:
         sweep.root.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(sweep.journal)))
     return RDBStorage(
         sweep.storage,
+        engine_kwargs={"pool_pre_ping": True},
         heartbeat_interval=sweep.heartbeat["interval"],
         grace_period=sweep.heartbeat["grace"],
         heartbeat_stale_trial_callback=retry_callback(sweep),
@@ -82,7 +99,7 @@ def no_study(sweep: Sweep) -> StudyMismatchError:
     )
 
 
-def load_study(sweep: Sweep, storage: BaseStorage) -> optuna.Study:
+def load_study(sweep: Sweep, storage: PatientStorage) -> optuna.Study:
     """The sweep's existing study; a clear error when it was never started."""
     try:
         study = load_study_unchecked(sweep, storage)
@@ -97,10 +114,10 @@ def read_study(sweep: Sweep) -> optuna.Study:
     journal that does not exist is an error, not created empty with its folder."""
     if sweep.storage is None and not sweep.journal.is_file():
         raise no_study(sweep)
-    return load_study(sweep, open_storage(sweep))
+    return load_study(sweep, open_storage(sweep, first_call_waits=False))
 
 
-def open_study(sweep: Sweep, storage: BaseStorage) -> optuna.Study:
+def open_study(sweep: Sweep, storage: PatientStorage) -> optuna.Study:
     """Create the study and queue its grid, or load it when another process created it."""
     try:
         optuna.create_study(
@@ -120,7 +137,7 @@ def open_study(sweep: Sweep, storage: BaseStorage) -> optuna.Study:
     return study
 
 
-def load_study_unchecked(sweep: Sweep, storage: BaseStorage) -> optuna.Study:
+def load_study_unchecked(sweep: Sweep, storage: PatientStorage) -> optuna.Study:
     return optuna.load_study(
         study_name=sweep.study,
         storage=storage,

@@ -2,13 +2,16 @@
 
 import json
 import time
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import optuna
 from lightning.pytorch import Callback, LightningModule, Trainer
 from optuna.trial import TrialState
 
 from .claims import frozen
+from .outage import StorageAway
 from .spec import load_sweep
 from .storage import load_study, open_storage
 
@@ -32,12 +35,15 @@ class TrialReporter(Callback):
     run writes pruned.json in its directory and raises optuna.TrialPruned; a fit that reached
     its end writes completed.json, which is what makes the trial COMPLETE. A run whose trial
     another attempt took over stops at its next step, before it writes more into the folder.
+    While the storage is away the run keeps training: its reports wait (in its checkpoints too)
+    and are sent when the storage is back, at the latest when the fit ends.
     """
 
     def __init__(self, sweep: str, trial_number: int) -> None:
         self.sweep_file, self.trial_number = sweep, trial_number
         self.trial: optuna.Trial | None = None
         self.checked = 0.0
+        self.pending: list[tuple[int, float]] = []  # (step, value) not yet reported
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         sweep = load_sweep(self.sweep_file)
@@ -47,6 +53,7 @@ class TrialReporter(Callback):
             study._study_id, self.trial_number
         )
         self.trial = optuna.Trial(study, trial_id)
+        self.outage = study._storage.outage
 
     def check_owned(self) -> None:
         """Raise TrialTakenOver when the storage no longer has this trial RUNNING."""
@@ -59,7 +66,8 @@ class TrialReporter(Callback):
 
     def on_train_batch_start(self, trainer: Trainer, *args) -> None:
         if self.trial is not None and time.monotonic() - self.checked >= self.check_every:
-            self.check_owned()
+            with suppress(StorageAway), self.outage.without_waiting():
+                self.check_owned()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or self.trial is None:
@@ -67,12 +75,25 @@ class TrialReporter(Callback):
         value = trainer.callback_metrics.get(self.metric)
         if value is None:
             self.stop_sweep(trainer)
-        self.check_owned()
-        self.trial.report(float(value), step=trainer.global_step)
-        if self.trial.should_prune():
-            message = f"pruned at step {trainer.global_step} with {self.metric}={float(value):.6g}"
-            write_json(trainer, PRUNED_FILE, {"step": trainer.global_step, "value": float(value)})
-            raise optuna.TrialPruned(message)
+        self.pending.append((trainer.global_step, float(value)))
+        with suppress(StorageAway), self.outage.without_waiting():
+            self.check_owned()
+            self.send_reports()
+            if self.trial.should_prune():
+                self.prune(trainer, float(value))
+
+    def send_reports(self) -> None:
+        """Report every value not yet reported, oldest first."""
+        while self.pending:
+            step, value = self.pending[0]
+            self.trial.report(value, step=step)
+            self.pending.pop(0)
+
+    def prune(self, trainer: Trainer, value: float) -> None:
+        """Stop the run as the pruner asked, with pruned.json saying where."""
+        message = f"pruned at step {trainer.global_step} with {self.metric}={value:.6g}"
+        write_json(trainer, PRUNED_FILE, {"step": trainer.global_step, "value": value})
+        raise optuna.TrialPruned(message)
 
     def stop_sweep(self, trainer: Trainer) -> None:
         """The metric is missing: stop the whole sweep (every trial would miss it) and this run."""
@@ -87,7 +108,15 @@ class TrialReporter(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Fit reached its end (max_steps, max_epochs or an early stop), not a signal or error."""
         if self.trial is not None:
+            self.send_reports()  # waits for a storage that is away, up to the outage limit
             write_json(trainer, COMPLETED_FILE, {"step": trainer.global_step})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The reports not sent yet, so that a run resumed from this checkpoint sends them."""
+        return {"pending": list(self.pending)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pending = [tuple(item) for item in state_dict.get("pending", [])]
 
 
 def write_json(trainer: Trainer, name: str, data: dict) -> None:

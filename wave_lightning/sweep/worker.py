@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from ..run.preemption import PREEMPTED_EXIT
 from .claims import claim_waiting, frozen, origin, recover_dead_trials, retries
 from .objective import TrialInterrupted, objective, suggest
+from .outage import StorageLost
 from .spec import Sweep
 from .storage import grid_points, open_storage, open_study, retry_callback
 from .trial_callback import STOPPED_ATTR
@@ -115,6 +116,8 @@ def run_trial(
             state, reason = TrialState.PRUNED, str(pruned)
         except TrialInterrupted as interrupted:
             state, reason, retry = TrialState.FAIL, str(interrupted), True
+        except StorageLost:
+            raise  # the storage, not the trial: it stays RUNNING for a rerun to retry
         except Exception as error:
             state, reason = TrialState.FAIL, f"{type(error).__name__}: {error}"
     if not record(study, trial, sweep, state, value, reason, retry):
@@ -156,7 +159,7 @@ def record(
 def work(sweep: Sweep, threads: int | None = None, log: Log = say) -> int:
     """Claim and run trials until the sweep has none left; the worker's exit status (0 when the
     sweep is done, PREEMPTED_EXIT after a SIGTERM, 1 when the sweep was stopped by an error)."""
-    study = open_study(sweep, open_storage(sweep))
+    study = open_study(sweep, open_storage(sweep, log))
     env, ran, stop = child_env(threads), 0, StopOnSigterm()
     while True:
         if stop.requested:
