@@ -29,7 +29,8 @@ from optuna.trial import FrozenTrial  # noqa: E402
 
 from wave_lightning.analysis.cli import main as analyze  # noqa: E402
 from wave_lightning.run.folder import RunFolder  # noqa: E402
-from wave_lightning.sweep.report import ablation_groups, complete, mean_std, table_row  # noqa: E402
+from wave_lightning.sweep.report import ablation_groups, complete, table_row  # noqa: E402
+from wave_lightning.sweep.significance import summarize  # noqa: E402
 from wave_lightning.sweep.spec import Sweep, load_sweep  # noqa: E402
 from wave_lightning.sweep.storage import read_study  # noqa: E402
 
@@ -81,8 +82,9 @@ def loss_cell(values: list[float]) -> str:
     one seed's value alone."""
     if len(values) == 1:
         return sci(values[0])
-    mean, std = mean_std(values)
-    return f"{sci(mean)} ± {sci(std or 0.0)} ({sci(min(values))}–{sci(max(values))})"
+    summary = summarize(values)
+    spread = f"({sci(min(values))}–{sci(max(values))})"
+    return f"{sci(summary.mean)} ± {sci(summary.std or 0.0)} {spread}"
 
 
 def steps_cell(steps: list[int | None], max_steps: int) -> str:

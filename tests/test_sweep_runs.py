@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy
 import yaml
 from optuna.trial import TrialState
+from scipy import stats
 
 from tests.sweeps import (
     dead_pid,
@@ -111,10 +112,14 @@ def test_grid_status_counts_states_and_names_the_best(grid_run):
 def test_grid_report_ablation_table(grid_run, grid_report):
     values = [t.value for t in sorted(grid_run["done"], key=lambda t: t.params["seed"])]
     cell = f"{statistics.fmean(values):.4g} ± {statistics.stdev(values):.2g}"
+    low, high = stats.t.interval(
+        0.95, 1, loc=statistics.fmean(values), scale=statistics.stdev(values) / 2**0.5
+    )
+    ci = f"[{low:.4g}, {high:.4g}]"
     table = (grid_report / "ablation.md").read_text().splitlines()
-    assert table[2] == "| val_check_interval | seeds | val/loss | test/acc | test/loss |"
-    assert table[4].startswith(f"| 1 | 2 | {cell} |")  # one row: 100 never completed
-    assert f"| val_check_interval | 1 | 2 | {cell} |" in table
+    assert table[2] == "| val_check_interval | seeds | val/loss | 95% CI | test/acc | test/loss |"
+    assert table[4].startswith(f"| 1 | 2 | {cell} | {ci} |")  # one row: 100 never completed
+    assert f"| val_check_interval | 1 | 2 | {cell} | {ci} |" in table
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 
 import csv
 import importlib.util
-import statistics
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +20,14 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from ..run.folder import RunFolder  # noqa: E402
 from .claims import origin, retries  # noqa: E402
+from .significance import (  # noqa: E402
+    CONFIDENCE,
+    TEST_NAME,
+    Comparison,
+    compare,
+    paired,
+    summarize,  # noqa: E402
+)
 from .spec import Sweep  # noqa: E402
 from .storage import storage_url  # noqa: E402
 from .trial_callback import STOPPED_ATTR, TrialReporter  # noqa: E402
@@ -126,14 +133,16 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer.writerows(rows)
 
 
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for a single value)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
-
-
 def cell(values: list[float]) -> str:
-    mean, std = mean_std(values)
-    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+    """Mean ± sample standard deviation (the mean alone for one value)."""
+    summary = summarize(values)
+    return f"{summary.mean:.4g}" + ("" if summary.std is None else f" ± {summary.std:.2g}")
+
+
+def interval(values: list[float]) -> str:
+    """The 95% interval of the mean of `values`, '' for a single value."""
+    summary = summarize(values)
+    return "" if summary.low is None else f"[{summary.low:.4g}, {summary.high:.4g}]"
 
 
 def ablation_groups(study: optuna.Study, sweep: Sweep) -> dict[tuple, list[FrozenTrial]]:
@@ -167,11 +176,13 @@ def short_names(names: list[str]) -> list[str]:
 
 
 def ablation_markdown(study: optuna.Study, sweep: Sweep) -> str:
-    """Mean ± std over seeds for every combination of factor levels, then for every level."""
+    """Mean ± std and 95% interval over seeds for every combination of factor levels and for
+    every level, then every level against its factor's reference level, paired by seed."""
     factors = list(factor_names(sweep).values())
     groups = ablation_groups(study, sweep)
     metrics = list(metric_columns(complete(study), sweep)) if groups else [sweep.metric]
-    header = [*factors, "seeds", *metrics]
+    ci = f"{CONFIDENCE:.0%} CI"
+    header = [*factors, "seeds", metrics[0], ci, *metrics[1:]]
     lines = [
         f"### {sweep.study}: {sweep.metric} ({sweep.direction}), mean ± std over seeds",
         "",
@@ -181,15 +192,52 @@ def ablation_markdown(study: optuna.Study, sweep: Sweep) -> str:
     for key, trials in groups.items():
         columns = metric_columns(trials, sweep)
         values = [cell(columns[m]) if columns.get(m) else "" for m in metrics]
-        lines.append(table_row([*map(str, key), str(len(trials)), *values]))
+        spread = interval(columns[sweep.metric])
+        lines.append(table_row([*map(str, key), str(len(trials)), values[0], spread, *values[1:]]))
     lines += ["", f"### {sweep.study}: every factor level, mean ± std over all its trials", ""]
-    lines += [table_row(["factor", "level", "trials", sweep.metric]), table_row(["---"] * 4)]
+    lines += [table_row(["factor", "level", "trials", sweep.metric, ci]), table_row(["---"] * 5)]
     for index, name in enumerate(factors):
         levels: dict = {}
         for key, trials in groups.items():
             levels.setdefault(key[index], []).extend(t.value for t in trials)
         for level, values in levels.items():
-            lines.append(table_row([name, str(level), str(len(values)), cell(values)]))
+            row = [name, str(level), str(len(values)), cell(values), interval(values)]
+            lines.append(table_row(row))
+    return "\n".join(lines) + "\n" + comparisons_markdown(comparisons(study, sweep), sweep)
+
+
+def comparisons(study: optuna.Study, sweep: Sweep) -> list[Comparison]:
+    """Every level of every grid factor against the factor's reference level, paired by seed."""
+    by_seed = {
+        key: {t.params["seed"]: t.value for t in trials}
+        for key, trials in ablation_groups(study, sweep).items()
+    }
+    found = []
+    for index, (name, short) in enumerate(factor_names(sweep).items()):
+        reference = sweep.reference.get(name)
+        if reference is None:
+            continue
+        for level in sweep.space[name].choices:
+            if level != reference:
+                pairs = paired(by_seed, index, level, reference)
+                found.append(compare(short, level, reference, pairs))
+    return found
+
+
+def comparisons_markdown(found: list[Comparison], sweep: Sweep) -> str:
+    """The paired comparisons as a table: difference (level minus reference), its interval,
+    the p-value and d_z, or why a level could not be tested."""
+    head = ["factor", "level", "reference", "pairs", f"difference in {sweep.metric}"]
+    head += [f"{CONFIDENCE:.0%} CI", "p", "d_z", "note"]
+    lines = ["", f"### {sweep.study}: each level against its reference, {TEST_NAME}", ""]
+    lines += [table_row(head), table_row(["---"] * len(head))]
+    for c in found:
+        d = c.difference
+        cells = [c.factor, str(c.level), str(c.reference), str(d.n if d else 0)]
+        cells += [f"{d.mean:.4g}" if d else "", f"[{d.low:.4g}, {d.high:.4g}]" if d else ""]
+        cells += [f"{c.p_value:.3g}" if c.p_value is not None else ""]
+        cells += [f"{c.effect:.3g}" if c.effect is not None else "", c.note]
+        lines.append(table_row(cells))
     return "\n".join(lines) + "\n"
 
 
@@ -244,16 +292,19 @@ def factor_labels(sweep: Sweep, keys: list[tuple]) -> list[str]:
 
 
 def plot_ablation(study: optuna.Study, sweep: Sweep, path: Path) -> None:
-    """The ablation as bars (mean over seeds) with error bars (std), one bar per group."""
+    """The ablation as bars (mean over seeds) with error bars (the 95% interval of the mean),
+    one bar per group."""
     groups = ablation_groups(study, sweep)
     labels = factor_labels(sweep, list(groups))
-    stats = [mean_std([t.value for t in trials]) for trials in groups.values()]
-    means = [m for m, _ in stats]
+    summaries = [summarize([t.value for t in trials]) for trials in groups.values()]
+    means = [s.mean for s in summaries]
+    low = [s.mean - s.low if s.low is not None else 0.0 for s in summaries]
+    high = [s.high - s.mean if s.high is not None else 0.0 for s in summaries]
     figure, ax = plt.subplots(figsize=(2.0 + 0.7 * len(labels), 4.5))
-    ax.bar(range(len(stats)), means, yerr=[s or 0.0 for _, s in stats], capsize=4)
+    ax.bar(range(len(summaries)), means, yerr=[low, high], capsize=4)
     ticks = {"fontsize": 7, "rotation": 45, "ha": "right", "rotation_mode": "anchor"}
     ax.set_xticks(range(len(labels)), labels, **ticks)
-    ax.set_ylabel(f"{sweep.metric} (mean ± std over seeds)")
+    ax.set_ylabel(f"{sweep.metric} (mean, {CONFIDENCE:.0%} CI over seeds)")
     ax.set_yscale(**value_scale(means))  # losses of solved and unsolved runs differ by decades
     ax.set_title(f"{sweep.study}: {sweep.metric} by factor levels")
     save(ax, path)

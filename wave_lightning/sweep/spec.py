@@ -24,7 +24,7 @@ from .factory import check_options
 
 KEYS = {
     "extends", "study", "configs", "args", "space", "seeds", "metric", "sampler", "pruner",
-    "trials", "storage", "root", "max_retries", "heartbeat", "outage_limit",
+    "trials", "storage", "root", "max_retries", "heartbeat", "outage_limit", "reference",
 }  # fmt: skip
 REQUIRED = ("study", "configs", "space", "metric")
 FACTOR_KINDS = ("choices", "configs", "int", "float")
@@ -83,6 +83,7 @@ class Sweep:
     max_retries: int
     heartbeat: dict[str, int]
     outage_limit: int
+    reference: dict[str, Any]  # the level each factor's others are compared with (report)
     fingerprint: str
     source: Path | None = None  # the sweep file given, when this one is derived by overrides
 
@@ -210,6 +211,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
         max_retries=check_count(path, "max_retries", data.get("max_retries", 3)),
         heartbeat=check_heartbeat(path, data.get("heartbeat", {})),
         outage_limit=check_outage_limit(path, data.get("outage_limit", OUTAGE_LIMIT_S)),
+        reference=check_reference(path, data.get("reference", {}), factors),
         fingerprint=fingerprint(data),
         source=path if overrides else None,
     )
@@ -348,6 +350,19 @@ def check_count(path: Path, key: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise file_error(path, key, f"expected a non-negative integer, got {value!r}")
     return value
+
+
+def check_reference(path: Path, value: Any, factors: list[Factor]) -> dict[str, Any]:
+    """The reference level of every grid factor: the one given, else the factor's first."""
+    if not isinstance(value, dict):
+        raise file_error(path, "reference", "expected a mapping of space key: level")
+    levels = {f.name: list(f.distribution.choices) for f in factors if f.is_grid}
+    for name, level in value.items():
+        if name not in levels:
+            raise file_error(path, f"reference.{name}", f"not a grid factor; one of {list(levels)}")
+        if level not in levels[name]:
+            raise file_error(path, f"reference.{name}", f"{level!r} is not one of {levels[name]}")
+    return {name: value.get(name, choices[0]) for name, choices in levels.items()}
 
 
 def check_outage_limit(path: Path, value: Any) -> int:
