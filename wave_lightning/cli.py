@@ -37,8 +37,9 @@ def usage() -> str:
     )
 
 
-def dispatch(argv: list[str]) -> None:
-    """Run the subcommand that argv names (fit's LightningCLI for the four Lightning ones)."""
+def dispatch(argv: list[str], from_command_line: bool) -> None:
+    """Run the subcommand that argv names (fit's LightningCLI for the four Lightning ones, which
+    reads the command line itself when that is where argv came from)."""
     from .run.console import quiet_known_noise
 
     quiet_known_noise()
@@ -53,7 +54,7 @@ def dispatch(argv: list[str]) -> None:
     else:
         from . import fit
 
-        fit.main(argv)
+        fit.main(None if from_command_line else argv)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -65,6 +66,6 @@ def main(args: list[str] | None = None) -> None:
         print(usage())
         return
     try:
-        dispatch(argv)
+        dispatch(argv, from_command_line=args is None)
     except UserError as error:
         exit_with(error)

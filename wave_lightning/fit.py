@@ -6,6 +6,7 @@ import sys
 
 import torch
 import torch.distributed as dist
+from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
@@ -14,7 +15,14 @@ from torch.optim import Optimizer
 
 from .data.batching import per_device_batch_size
 from .run.checkpoints import CheckpointError, load_checkpoint
-from .run.configcheck import LINKS, ConfigError, refused_value, set_by_user
+from .run.configcheck import (
+    LINKS,
+    ConfigError,
+    parser_reason,
+    refused_arguments,
+    refused_value,
+    set_by_user,
+)
 from .run.console import EpochLines
 from .run.devices import check_devices
 from .run.folder import RunFolder
@@ -30,6 +38,13 @@ def class_name(config, key: str) -> str:
 
 
 DESCRIPTION = "Train and evaluate wave-based RNNs (LightningCLI subcommands below)."
+
+
+def option_names(parser: LightningArgumentParser) -> list[str]:
+    """Every option string of `parser` and of its subcommands' parsers."""
+    subcommands = getattr(parser, "_subcommands_action", None)
+    parsers = [parser, *(subcommands.choices.values() if subcommands else [])]
+    return [name for each in parsers for name in each._option_string_actions]
 
 
 def last_checkpoint(dirpath: str) -> ModelCheckpoint:
@@ -54,6 +69,7 @@ class WaveCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("trainer_defaults", {"callbacks": [EpochLines()]})
         kwargs.setdefault("parser_kwargs", {"prog": "wave-lightning", "description": DESCRIPTION})
+        kwargs["parser_kwargs"].setdefault("exit_on_error", False)  # one line: parse_arguments
         super().__init__(
             SequenceTask,
             LightningDataModule,
@@ -63,8 +79,14 @@ class WaveCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        """Parse; refuse values of linked keys and a damaged `--ckpt_path FILE`."""
-        super().parse_arguments(parser, args)
+        """Parse (a refused argument is one ConfigError line naming the closest valid option);
+        refuse values of linked keys and a damaged `--ckpt_path FILE`."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as error:
+            text = str(error)
+            reason = refused_arguments(text, option_names(parser)) or parser_reason(text)
+            raise ConfigError(reason) from error
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         for source, target in LINKS.items():
@@ -224,8 +246,9 @@ def check_args(args: list[str], cli: WaveCLI | None = None) -> WaveCLI:
     return cli
 
 
-def main(args: list[str]) -> None:
-    """`wave-lightning fit|validate|test|predict ARGS`; a stopped run exits with PREEMPTED_EXIT."""
+def main(args: list[str] | None) -> None:
+    """`wave-lightning fit|validate|test|predict ARGS` (None: the command line's); a stopped run
+    exits with PREEMPTED_EXIT."""
     try:
         WaveCLI(args=args)
     except SIGTERMException:  # a SystemExit with status 0; the run did not reach its end

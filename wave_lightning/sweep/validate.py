@@ -6,10 +6,7 @@ a run folder or anything else written. A grid checks every point; a search check
 high end of every range. The first refused point is named by the space key that causes it.
 """
 
-import importlib
-import inspect
 import logging
-import re
 import warnings
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +16,7 @@ from jsonargparse import ArgumentError
 from optuna.distributions import CategoricalDistribution
 
 from ..fit import WaveCLI, check_args
+from ..run.configcheck import parser_reason
 from .objective import point_args
 from .spec import SEED_PARAM, Sweep, SweepFileError
 from .storage import grid_points
@@ -58,43 +56,6 @@ class Checker:
         finally:
             torch.set_num_threads(threads)  # the check applies --threads, not to this process
         return None
-
-
-STRUCTURE = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value")
-CLASS_LINE = re.compile(r"Problem with given class_path '([^']+)'")
-KEY_LINE = re.compile(r'Parser key "([^"]+)"')
-UNKNOWN_OPTION = re.compile(r"Option '([^']+)' is not accepted")
-
-
-def parser_reason(text: str) -> str:
-    """jsonargparse's nested error as one line: '<Class>: <key>: <innermost problem>', with
-    the options a class takes when the problem is an option it does not."""
-    lines = [line.strip().removeprefix("- ") for line in text.splitlines() if line.strip()]
-    class_path, key = "", ""
-    for line in lines:
-        if CLASS_LINE.match(line):
-            class_path, key = CLASS_LINE.match(line).group(1), ""
-        elif KEY_LINE.match(line):
-            key = KEY_LINE.match(line).group(1) + ": "
-        elif not line.startswith(STRUCTURE) and line != "Expected a <class 'NoneType'>":
-            if not class_path:
-                return line
-            if UNKNOWN_OPTION.match(line):
-                line += f"; {class_path.rsplit('.', 1)[-1]} takes {', '.join(options(class_path))}"
-            return f"{class_path.rsplit('.', 1)[-1]}: {key}{line}"
-    return " ".join(lines)
-
-
-def options(class_path: str) -> list[str]:
-    """The keyword arguments of the class at `class_path`, those its **kwargs pass on included."""
-    module, name = class_path.rsplit(".", 1)
-    names: list[str] = []
-    for cls in getattr(importlib.import_module(module), name).__mro__:
-        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
-        names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
-            break
-    return list(dict.fromkeys(names))
 
 
 def fit_args(sweep: Sweep, params: dict[str, Any]) -> list[str]:
