@@ -1,4 +1,4 @@
-"""`wave-lightning sweep run|worker|status|report FILE [-- FIT ARGS]`: Optuna sweeps over
+"""`wave-lightning sweep run|worker|status|report|dashboard FILE [-- FIT ARGS]`: Optuna sweeps over
 LightningCLI runs. `fit` arguments after `--` are appended to the sweep's args: a derived sweep
 with its own study and root (named `<study>-<hash of the arguments>`); give `status` and
 `report` the same arguments to find it."""
