@@ -173,6 +173,18 @@ def test_a_killed_run_resumed_from_last_ckpt_ends_with_the_same_weights(tmp_path
         assert torch.equal(a[key], b[key]), key
 
 
+def test_resuming_a_finished_run_says_it_had_finished(tmp_path):
+    args = [*TINY_WAVE, "--trainer.max_steps", "4", "--trainer.default_root_dir", str(tmp_path)]
+    assert cli(args).returncode == 0
+    again = cli([*args, "--ckpt_path", "last"])
+    assert again.returncode == 0, again.stderr
+    line = (
+        f"{tmp_path} already finished: last.ckpt is at step 4 of max_steps 4; nothing is "
+        "trained, its best checkpoint is tested again"
+    )
+    assert line in again.stdout.splitlines()
+
+
 def nan_run(root: Path, nan_from_batch: int) -> list[str]:
     """fit arguments of an adding-task run whose inputs turn NaN at batch `nan_from_batch`."""
     return [

@@ -3,6 +3,7 @@ and data of this package, with the run-folder and checkpoint policy of wave_ligh
 
 import os
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -10,6 +11,7 @@ from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
@@ -38,6 +40,12 @@ def class_name(config, key: str) -> str:
 
 
 DESCRIPTION = "Train and evaluate wave-based RNNs (LightningCLI subcommands below)."
+
+
+@rank_zero_only
+def say(line: str) -> None:
+    """A line of the run's output, from rank zero only."""
+    print(line, flush=True)
 
 
 def option_names(parser: LightningArgumentParser) -> list[str]:
@@ -198,6 +206,7 @@ class WaveCLI(LightningCLI):
         config = self.config_init.fit
         if config.ckpt_path == "last":
             config.ckpt_path = self.resume_checkpoint()
+            self.say_if_finished(config.ckpt_path)
         elif config.ckpt_path is None and not self.trainer.fast_dev_run:
             self.run_folder().check_fresh()
 
@@ -211,6 +220,18 @@ class WaveCLI(LightningCLI):
                 "(leave out --ckpt_path to start a new run)"
             )
         return newest
+
+    def say_if_finished(self, ckpt_path: str) -> None:
+        """Say so when `--ckpt_path last` resumes a run that already reached max_steps: nothing
+        is trained, and only the test runs again."""
+        step, max_steps = load_checkpoint(ckpt_path)["global_step"], self.trainer.max_steps
+        if 0 < max_steps <= step:
+            tests = self.config.fit.test_after_fit
+            tested = ", its best checkpoint is tested again" if tests else ""
+            say(
+                f"{self.trainer.default_root_dir} already finished: {Path(ckpt_path).name} is at "
+                f"step {step} of max_steps {max_steps}; nothing is trained{tested}"
+            )
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
