@@ -84,6 +84,16 @@ def last_val_loss(root: Path) -> float:
         return [float(row["val/loss"]) for row in csv.DictReader(file) if row["val/loss"]][-1]
 
 
+def logged(root: Path) -> list[tuple[int, list[str]]]:
+    """Every metrics.csv row as (step, the metrics it holds), in step order."""
+    with open(root / "metrics.csv") as file:
+        rows = [
+            (int(row.pop("step")), sorted(k for k, v in row.items() if v))
+            for row in csv.DictReader(file)
+        ]
+    return sorted(rows)
+
+
 def assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for name in a:
@@ -127,7 +137,19 @@ def test_sigterm_resume_equals_uninterrupted(sigterm_run, stopped_by_sigterm, un
     assert resumed["global_step"] == reference["global_step"] == 6
     assert_same_weights(resumed["state_dict"], reference["state_dict"])
     assert last_val_loss(sigterm_run) == last_val_loss(uninterrupted)
+    assert logged(sigterm_run) == logged(uninterrupted)  # every step once, at the same step
     assert not (sigterm_run / "checkpoints" / "preempted.ckpt").exists()  # done with it
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_last_with_the_same_logged_steps(tmp_path, uninterrupted):
+    fit(tmp_path, signal_at(signal.SIGKILL), code=-signal.SIGKILL)  # no preempted.ckpt
+    assert load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 3  # an epoch's end
+    fit(tmp_path, "--ckpt_path", "last")
+    resumed = load(tmp_path / "checkpoints" / "last.ckpt")
+    reference = load(uninterrupted / "checkpoints" / "last.ckpt")
+    assert_same_weights(resumed["state_dict"], reference["state_dict"])
+    assert logged(tmp_path) == logged(uninterrupted)  # Lightning alone logs steps 4..6, not 3..5
 
 
 @pytest.mark.slow
@@ -181,8 +203,8 @@ def test_slurm_sigusr1_requeues_and_checkpoints(tmp_path, stopped_by_sigterm):
     root = tmp_path / "run"
     preempted_fit(root, signal_at(signal.SIGUSR1), env=env)
     assert log.read_text().split() == ["requeue", "4242"]
-    hpc = load(root / "hpc_ckpt_1.ckpt")  # Lightning's SLURM checkpoint
-    preempted = load(root / "checkpoints" / "preempted.ckpt")  # ours, on SLURM's SIGTERM
-    assert hpc["global_step"] == preempted["global_step"] == STOP_AT
+    assert not list(root.glob("hpc_ckpt_*.ckpt"))  # Lightning's, written inside its handler
+    preempted = load(root / "checkpoints" / "preempted.ckpt")  # of the step the signal ended
+    assert preempted["global_step"] == STOP_AT
     assert RunFolder(root).newest_checkpoint() == str(root / "checkpoints/preempted.ckpt")
     assert_same_weights(preempted["state_dict"], stopped_by_sigterm["state_dict"])

@@ -1,33 +1,99 @@
-"""Preemption: SIGTERM or SIGUSR1 stops a run after the current step with a checkpoint to resume.
+"""Preemption: SIGTERM or SIGUSR1 stop a run at the next step boundary with a checkpoint to resume.
 
-Lightning turns SIGTERM into a stop after the current training step (SIGTERMException, on every
-rank of a distributed run); PreemptionCheckpoint writes checkpoints/preempted.ckpt then, at a
-step boundary, so a resumed run continues exactly. Outside SLURM, SIGUSR1 means the same as
-SIGTERM. Under SLURM, Lightning's own SIGUSR1 handler stays in charge (it writes
-hpc_ckpt_N.ckpt in the run directory and requeues the job with `scontrol requeue`); the SIGTERM
-that SLURM then sends ends the run here, with preempted.ckpt. `--ckpt_path last` resumes from
-the newest readable one (wave_lightning.run.folder.RunFolder.newest_checkpoint). A run stopped
-so exits with PREEMPTED_EXIT, never 0: it did not reach its end.
+The signal handlers only record the signal: collective work inside a signal handler deadlocks
+DDP (one rank checkpointing from its handler in the middle of its backward while another waits
+in the gradient all-reduce), which is what Lightning's own handlers do (its SIGTERM broadcast,
+its SLURM hpc checkpoint). After every optimizer step the ranks agree on what they recorded (an
+all-reduce of one number), so all of them stop after the same step: together they write
+checkpoints/preempted.ckpt of that step, rank 0 requeues the SLURM job when the signal was
+SLURM's time-limit signal (SIGUSR1 with `#SBATCH --signal=SIGUSR1@90`), and the run exits with
+PREEMPTED_EXIT. Outside SLURM, SIGUSR1 means the same as SIGTERM. SIGTERM never requeues: a
+preempted job with --requeue is requeued by SLURM, and `scancel` means stop.
+
+`--ckpt_path last` resumes from the newest readable checkpoint
+(wave_lightning.run.folder.RunFolder.newest_checkpoint); the resumed run logs the same steps as
+an uninterrupted one.
 """
 
 import os
+import re
 import signal
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-STOP_SIGNALS = (SIGTERMException, KeyboardInterrupt)
 PREEMPTED = "preempted.ckpt"
 PREEMPTED_EXIT = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP, REQUEUE = 1, 2  # what a rank recorded; the ranks agree on the largest
+
+
+class Signals:
+    """The stop signals this process received, recorded by the handler and nothing more.
+
+    While no fit is training (imports, the test after fit) a signal keeps its default action, so
+    a stop there ends the process at once as before; from the first training step on, and after
+    a stop was agreed (while the checkpoint is written and the ranks exit), it is recorded.
+    """
+
+    recorded = 0
+    training = False
+
+    @classmethod
+    def install(cls) -> None:
+        """Handle SIGTERM and SIGUSR1 here (main thread only: Python's rule for handlers)."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, cls.handle)
+
+    @classmethod
+    def handle(cls, signum: int, frame: Any) -> None:
+        if not cls.training and not cls.recorded:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)  # the default action: nothing computed is lost yet
+            return
+        requeues = signum == signal.SIGUSR1 and slurm_job_id() is not None
+        cls.recorded = max(cls.recorded, REQUEUE if requeues else STOP)
+
+
+def slurm_job_id() -> str | None:
+    """This SLURM job's id as `scontrol requeue` takes it (array jobs: ARRAY_TASK), or None."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
+    return job if job and re.fullmatch(r"[0-9_]+", job) else None
+
+
+def agreed(trainer: Trainer) -> int:
+    """What every rank recorded, agreed at a step boundary: the largest of them (0: go on)."""
+    if not (dist.is_available() and dist.is_initialized() and trainer.world_size > 1):
+        return Signals.recorded
+    flag = torch.tensor([Signals.recorded], device=trainer.strategy.root_device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
+def requeue(job: str) -> None:
+    """Ask SLURM to queue this job again; it then stops the job, which exits on its own first."""
+    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    if result.returncode == 0:
+        rank_zero_info(f"requeued SLURM job {job}")
+    else:
+        rank_zero_info(f"scontrol requeue {job} failed: {result.stderr.strip()}")
 
 
 class PreemptionCheckpoint(Callback):
-    """Saves `dirpath`/preempted.ckpt when fitting is stopped by a signal or Ctrl-C (not on other
-    errors, such as a non-finite loss, whose state is not worth resuming); deleted when a later
-    fit in the same directory ends normally.
+    """Stops fitting after the step in which a stop signal came, with `dirpath`/preempted.ckpt of
+    that step; a Ctrl-C writes the same file. Deleted when a later fit in the same directory ends
+    normally. Not written on other errors (a non-finite loss), whose state is not worth resuming.
 
     A plain Callback, not Lightning's OnExceptionCheckpoint: that one makes every `fit` without
     a ckpt_path resume from the last checkpoint, where this CLI starts fresh unless asked.
@@ -35,17 +101,41 @@ class PreemptionCheckpoint(Callback):
 
     def __init__(self, dirpath: str | Path) -> None:
         self.path = str(Path(dirpath) / PREEMPTED)
+        self.stop = 0
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        trainer._signal_connector = RecordingSignals(trainer)  # before Lightning registers its own
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGUSR1, stop_like_sigterm)
+        Signals.training = True
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        if pl_module.automatic_optimization:
+            # the step a row is logged at is the optimizer step count in an uninterrupted run;
+            # Lightning 2.6 adds one to it when resuming from an epoch end's last.ckpt
+            trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        if not trainer.fit_loop.epoch_loop._should_accumulate():  # the optimizer has stepped
+            self.stop = agreed(trainer)
+            trainer._signal_connector.stop = bool(self.stop)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        Signals.training = False
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
-        if trainer.state.fn == TrainerFn.FITTING and isinstance(exception, STOP_SIGNALS):
-            # not trainer.save_checkpoint: its closing barrier can deadlock against Lightning's
-            # SIGTERM broadcasts when the ranks got the signal at different points of a step
+        Signals.training = False
+        if trainer.state.fn != TrainerFn.FITTING:
+            return
+        if isinstance(exception, SIGTERMException) and self.stop:
+            trainer.save_checkpoint(self.path)  # every rank is here, after the same step
+            job = slurm_job_id()
+            if self.stop == REQUEUE and job is not None and trainer.is_global_zero:
+                requeue(job)
+        elif isinstance(exception, KeyboardInterrupt):
+            # no barrier: Ctrl-C reaches the ranks at different points of a step
             checkpoint = trainer._checkpoint_connector.dump_checkpoint()
             trainer.strategy.save_checkpoint(checkpoint, self.path)
 
@@ -54,6 +144,29 @@ class PreemptionCheckpoint(Callback):
             trainer.strategy.remove_checkpoint(self.path)
 
 
-def stop_like_sigterm(signum: int, frame: Any) -> None:
-    """SIGUSR1 handler where nobody else handles it: ask Lightning to stop, as SIGTERM does."""
-    os.kill(os.getpid(), signal.SIGTERM)
+class RecordingSignals(_SignalConnector):
+    """Lightning's signal connector with Signals' handlers in place of its own, kept after the
+    trainer is done (a late signal to a rank that is already stopping is only recorded).
+
+    Lightning's loops stop after the current step, at the point they always stopped on SIGTERM,
+    when `received_sigterm` is true: here, once the ranks agreed to stop, except while validating
+    (a validation due at that step is finished, never cut short).
+    """
+
+    def __init__(self, trainer: Trainer) -> None:
+        super().__init__(trainer)
+        self.stop = False
+
+    @property
+    def received_sigterm(self) -> bool:
+        return self.stop and not self.trainer.validating
+
+    @received_sigterm.setter
+    def received_sigterm(self, value: bool) -> None:
+        """Lightning's own writes change nothing: its handlers are never installed."""
+
+    def register_signal_handlers(self) -> None:
+        Signals.install()
+
+    def teardown(self) -> None:
+        pass
