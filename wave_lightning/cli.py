@@ -40,6 +40,10 @@ def usage() -> str:
 def dispatch(argv: list[str], from_command_line: bool) -> None:
     """Run the subcommand that argv names (fit's LightningCLI for the four Lightning ones, which
     reads the command line itself when that is where argv came from)."""
+    if argv[0] == "fit":
+        from .run.signals import Signals
+
+        Signals.install()  # before the slow imports: a stop signal now stops after a step
     from .run.console import quiet_known_noise
 
     quiet_known_noise()

@@ -1,8 +1,9 @@
 """A run's folder: what it holds, named in one place, and never shared by two runs.
 
 A run lives in one folder: config.yaml, metrics.csv, tensorboard/, checkpoints/ (best, last.ckpt,
-preempted.ckpt) and Lightning's SLURM hpc_ckpt_N.ckpt. Every reader and writer of a run (fit,
-the sweep's objective, analysis, the report scripts) finds these files through `RunFolder`.
+preempted.ckpt), and in runs of earlier versions Lightning's SLURM hpc_ckpt_N.ckpt (read, no
+longer written). Every reader and writer of a run (fit, the sweep's objective, analysis, the
+report scripts) finds these files through `RunFolder`.
 
 Derived paths (the run folder when none is given, its checkpoints/) are decided when a run
 starts, never written into its saved config, so a config reused elsewhere cannot point back

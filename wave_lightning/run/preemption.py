@@ -15,13 +15,9 @@ preempted job with --requeue is requeued by SLURM, and `scancel` means stop.
 an uninterrupted one.
 """
 
-import os
-import re
 import signal
 import subprocess
-import threading
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -31,45 +27,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from .signals import REQUEUE, Signals, slurm_job_id
+
 PREEMPTED = "preempted.ckpt"
 PREEMPTED_EXIT = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-STOP, REQUEUE = 1, 2  # what a rank recorded; the ranks agree on the largest
-
-
-class Signals:
-    """The stop signals this process received, recorded by the handler and nothing more.
-
-    While no fit is training (imports, the test after fit) a signal keeps its default action, so
-    a stop there ends the process at once as before; from the first training step on, and after
-    a stop was agreed (while the checkpoint is written and the ranks exit), it is recorded.
-    """
-
-    recorded = 0
-    training = False
-
-    @classmethod
-    def install(cls) -> None:
-        """Handle SIGTERM and SIGUSR1 here (main thread only: Python's rule for handlers)."""
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, cls.handle)
-
-    @classmethod
-    def handle(cls, signum: int, frame: Any) -> None:
-        if not cls.training and not cls.recorded:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)  # the default action: nothing computed is lost yet
-            return
-        requeues = signum == signal.SIGUSR1 and slurm_job_id() is not None
-        cls.recorded = max(cls.recorded, REQUEUE if requeues else STOP)
-
-
-def slurm_job_id() -> str | None:
-    """This SLURM job's id as `scontrol requeue` takes it (array jobs: ARRAY_TASK), or None."""
-    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    job = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
-    return job if job and re.fullmatch(r"[0-9_]+", job) else None
 
 
 def agreed(trainer: Trainer) -> int:
@@ -106,9 +67,6 @@ class PreemptionCheckpoint(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         trainer._signal_connector = RecordingSignals(trainer)  # before Lightning registers its own
 
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        Signals.training = True
-
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
         if pl_module.automatic_optimization:
             # the step a row is logged at is the optimizer step count in an uninterrupted run;
@@ -121,12 +79,11 @@ class PreemptionCheckpoint(Callback):
             trainer._signal_connector.stop = bool(self.stop)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        Signals.training = False
+        Signals.ended = True
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
-        Signals.training = False
         if trainer.state.fn != TrainerFn.FITTING:
             return
         if isinstance(exception, SIGTERMException) and self.stop:
@@ -166,7 +123,8 @@ class RecordingSignals(_SignalConnector):
         """Lightning's own writes change nothing: its handlers are never installed."""
 
     def register_signal_handlers(self) -> None:
-        Signals.install()
+        if self.trainer.state.fn == TrainerFn.FITTING:  # a test or validation keeps the defaults
+            Signals.install()
 
     def teardown(self) -> None:
         pass
