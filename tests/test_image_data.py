@@ -164,12 +164,17 @@ def test_download_offline_fails_with_a_clear_message(tmp_path, monkeypatch):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
+    (tmp_path / "kept.txt").write_text("there before")
     for dm in (
         SequentialMNIST(data_dir=str(tmp_path), download=True),
         NoisySequentialCIFAR10(data_dir=str(tmp_path), download=True),
+        SequentialMNIST(data_dir=str(tmp_path / "new"), download=True),
     ):
-        with pytest.raises(DataDownloadError, match="download into .* failed .*offline"):
+        with pytest.raises(DataDownloadError, match="download into .* failed .*offline") as e:
             dm.prepare_data()
+        assert "\n" not in str(e.value)
+        assert "Temporary failure in name resolution" in str(e.value)  # the cause, not just
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]  # nothing left
 
 
 # ---- nsCIFAR10

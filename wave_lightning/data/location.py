@@ -48,14 +48,34 @@ def require_files(name: str, folder: Path, files: Iterable[str], how_to_fetch: s
 
 
 def fetch(name: str, folder: Path, download: Callable[[], object]) -> None:
-    """Run torchvision's `download`, turning any network or checksum failure into one message."""
+    """Run torchvision's `download`, turning any network or checksum failure into one message
+    with its cause; what the failed attempt created under `folder` (empty folders, partial
+    files) is removed, what was there before is kept."""
+    before = set(folder.rglob("*")) if folder.exists() else None
     try:
         download()
     except (OSError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        remove_new(folder, before)
         raise DataDownloadError(
-            f"{name}: download into {folder} failed ({reason}). If this machine is offline, "
+            f"{name}: download into {folder} failed ({cause(error)}). If this machine is offline, "
             f"fetch the files on one with internet access (the same command with "
             f"--data.init_args.download true) and copy the folder here, or point "
             f"--data.init_args.data_dir / ${DATA_DIR_ENV} at a copy."
         ) from error
+
+
+def cause(error: BaseException) -> str:
+    """An error's message on one line: torchvision puts the cause of a failed download (each
+    mirror and what it answered) on the lines after "Error downloading FILE:"."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines) or type(error).__name__
+
+
+def remove_new(folder: Path, before: set[Path] | None) -> None:
+    """Delete what appeared under `folder` since `before` (None: the folder did not exist)."""
+    if not folder.exists():
+        return
+    for path in sorted(set(folder.rglob("*")) - (before or set()), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    if before is None:
+        folder.rmdir()
