@@ -1,6 +1,8 @@
 """The wave-lightning command: configs, print_config round trip, resume, errors, NaN guard."""
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,3 +242,25 @@ def test_last_ckpt_is_the_last_epoch_even_when_the_metric_stops_improving(tmp_pa
     assert names == ["epoch=0-step=3.ckpt", "last.ckpt"]  # best: the first (nothing improves)
     last = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)
     assert (last["epoch"], last["global_step"]) == (2, 9)
+
+
+QUICK = {  # commands that answer at once: they must not import torch or Lightning
+    "top-level help": ["--help"],
+    "sweep help": ["sweep", "--help"],
+    "a missing sweep file": ["sweep", "status", "missing.yaml"],
+    "a broken sweep file": ["sweep", "status", "broken.yaml"],
+}
+
+
+@pytest.mark.parametrize("what", QUICK)
+def test_help_and_sweep_file_errors_import_neither_torch_nor_lightning(tmp_path, what):
+    (tmp_path / "broken.yaml").write_text("study: [unclosed\n")
+    code = (
+        "import sys\nfrom wave_lightning.cli import main\n"
+        f"try:\n    main({QUICK[what]!r})\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr

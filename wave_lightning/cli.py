@@ -44,7 +44,7 @@ def dispatch(argv: list[str], from_command_line: bool) -> None:
         from .run.signals import Signals
 
         Signals.install()  # before the slow imports: a stop signal now stops after a step
-    from .run.console import quiet_known_noise
+    from .run.noise import quiet_known_noise
 
     quiet_known_noise()
     if argv[0] == "sweep":

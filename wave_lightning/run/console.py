@@ -1,14 +1,8 @@
-"""What a run prints: per-epoch lines when the output is not a terminal, and no known noise."""
-
-import logging
-import warnings
+"""What a run prints: per-epoch lines when the output is not a terminal (the known noise it
+no longer prints: run.noise)."""
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
-from lightning_utilities.core import rank_zero
-
-# Lightning's advertisements for its cloud services ("💡 Tip: ... litlogger / litmodels").
-TIP_PREFIX = "💡 Tip:"
 
 
 def format_metrics(metrics: dict) -> str:
@@ -28,24 +22,3 @@ class EpochLines(Callback):
         if trainer.progress_bar_callback is None and not trainer.sanity_checking and metrics:
             line = f"epoch {trainer.current_epoch} step {trainer.global_step}: "
             print(line + format_metrics(metrics), flush=True)
-
-
-def drop_tips(record: logging.LogRecord) -> bool:
-    """A logging filter: False for Lightning's cloud-service tips."""
-    return not str(record.msg).startswith(TIP_PREFIX)
-
-
-def quiet_known_noise() -> None:
-    """Silence what every run printed without telling the user anything about it.
-
-    Lightning 2.6 builds torch's deprecated `LeafSpec` in its own `_pytree` module (torch 2.10+
-    warns on each data loader it combines) and logs a litlogger/litmodels tip on every Trainer.
-    """
-    warnings.filterwarnings(
-        "ignore",
-        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-        category=FutureWarning,
-        module=r"lightning\.pytorch\.utilities\._pytree",
-    )
-    if drop_tips not in rank_zero.log.filters:
-        rank_zero.log.addFilter(drop_tips)
