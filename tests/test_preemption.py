@@ -208,3 +208,34 @@ def test_slurm_sigusr1_requeues_and_checkpoints(tmp_path, stopped_by_sigterm):
     assert preempted["global_step"] == STOP_AT
     assert RunFolder(root).newest_checkpoint() == str(root / "checkpoints/preempted.ckpt")
     assert_same_weights(preempted["state_dict"], stopped_by_sigterm["state_dict"])
+
+
+SIGNAL_CASE = """
+import os, signal, sys, time
+from wave_lightning.run.signals import Signals
+Signals.begin()
+{before}
+os.kill(os.getpid(), signal.{name})
+time.sleep(0.5)  # the handler runs; a default action would end the process here
+print(Signals.recorded)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "before", "slurm", "outcome"),
+    [
+        ("SIGTERM", "", False, "1"),  # recorded: stop after the step
+        ("SIGUSR1", "", False, "1"),  # outside SLURM, the same as SIGTERM
+        ("SIGUSR1", "", True, "2"),  # SLURM's time-limit signal: stop and requeue
+        ("SIGTERM", "Signals.ended = True", False, -signal.SIGTERM),  # after training: default
+        ("SIGUSR1", "Signals.ended = True; Signals.recorded = 1", True, "2"),  # late: recorded
+    ],
+)
+def test_the_signal_handler_only_records(name, before, slurm, outcome):
+    env = clean_env(**({"SLURM_JOB_ID": "17"} if slurm else {}))
+    code = SIGNAL_CASE.format(before=before, name=name)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if isinstance(outcome, int):
+        assert result.returncode == outcome, result.stderr
+    else:
+        assert (result.returncode, result.stdout.strip()) == (0, outcome), result.stderr

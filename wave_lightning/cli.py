@@ -43,7 +43,7 @@ def dispatch(argv: list[str], from_command_line: bool) -> None:
     if argv[0] == "fit":
         from .run.signals import Signals
 
-        Signals.install()  # before the slow imports: a stop signal now stops after a step
+        Signals.begin()  # before the slow imports: a stop signal now stops after a step
     from .run.noise import quiet_known_noise
 
     quiet_known_noise()

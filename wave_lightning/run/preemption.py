@@ -67,6 +67,9 @@ class PreemptionCheckpoint(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         trainer._signal_connector = RecordingSignals(trainer)  # before Lightning registers its own
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        Signals.ended = False  # (set by a previous fit in this process)
+
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
         if pl_module.automatic_optimization:
             # the step a row is logged at is the optimizer step count in an uninterrupted run;

@@ -27,6 +27,12 @@ class Signals:
     ended = False
 
     @classmethod
+    def begin(cls) -> None:
+        """A fit begins in this process: nothing recorded yet, stop signals handled here."""
+        cls.recorded, cls.ended = 0, False
+        cls.install()
+
+    @classmethod
     def install(cls) -> None:
         """Handle SIGTERM and SIGUSR1 here (main thread only: Python's rule for handlers)."""
         if threading.current_thread() is threading.main_thread():
