@@ -1,6 +1,7 @@
 """The fast recurrence forms equal the reference loop in outputs and in every gradient."""
 
 import copy
+import importlib
 import os
 import subprocess
 import sys
@@ -362,11 +363,34 @@ def test_the_cpp_build_is_keyed_by_cpu_torch_build_and_source(monkeypatch):
 
 def test_a_first_build_says_so_in_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    importlib.import_module("torch.utils.cpp_extension")  # its import may warn of no CUDA
+    capsys.readouterr()
     cpp_ring.announce_build("ring_probe")
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "compiling the C++ ring recurrence for this CPU and torch build" in err
     assert "about 35 s" in err and str(tmp_path / "ring_probe") in err
-    (tmp_path / "ring_probe" / "ring_probe.so").touch()  # built: later loads say nothing
+    build = tmp_path / "ring_probe"
+    (build / "ring_probe.so").touch()  # built: later loads say nothing
     cpp_ring.announce_build("ring_probe")
     assert capsys.readouterr().err == ""
+    (build / "in.txt").touch()  # a build whose output is out of date: the rebuild is announced
+    rules = "rule cp\n  command = cp $in $out\nbuild out.txt: cp in.txt\n"
+    (build / "build.ninja").write_text(rules)
+    cpp_ring.announce_build("ring_probe")
+    assert "compiling the C++ ring recurrence" in capsys.readouterr().err
+    with cpp_ring.package_ninja():  # built by the same ninja: up to date, nothing said
+        subprocess.run(["ninja", "-C", str(build)], check=True, capture_output=True)
+    cpp_ring.announce_build("ring_probe")
+    assert capsys.readouterr().err == ""
+
+
+def test_the_build_uses_the_ninja_package_whatever_ninja_comes_first_on_path(tmp_path):
+    fake = tmp_path / "ninja"  # another ninja first on PATH, as outside an activated venv
+    fake.write_text(f"#!/bin/sh\ntouch {tmp_path / 'fake-ran'}\nexit 1\n")
+    fake.chmod(0o755)
+    code = "from wave_lightning.nn.kernels import cpp_ring; cpp_ring.extension(); print('loaded')"
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "loaded", result.stderr[-2000:]
+    assert not (tmp_path / "fake-ran").exists()

@@ -10,12 +10,16 @@ per CPU model, torch build and source; where it cannot be built, `available()` i
 "auto" falls back to the eager fast form.
 """
 
+import contextlib
 import functools
 import hashlib
 import logging
+import os
 import platform
+import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -52,17 +56,48 @@ def build_name() -> str:
 
 
 def announce_build(name: str) -> None:
-    """Say on stderr, once, that a first build starts (it takes tens of seconds)."""
+    """Say on stderr, in one line, that a build starts (it takes tens of seconds): the first
+    one, or a rebuild because the inputs changed (a reinstalled torch's headers, say)."""
     from torch.utils.cpp_extension import _get_build_directory
 
     directory = Path(_get_build_directory(name, verbose=False))
     if not (directory / f"{name}.so").exists():
-        print(
-            "wave_lightning: compiling the C++ ring recurrence for this CPU and torch build "
-            f"(once, about 35 s) in {directory}",
-            file=sys.stderr,
-            flush=True,
-        )
+        why = "once, about 35 s"
+    elif rebuild_pending(directory):
+        why = "again: its inputs changed since the last build, about 35 s"
+    else:
+        return
+    print(
+        f"wave_lightning: compiling the C++ ring recurrence for this CPU and torch build ({why}) "
+        f"in {directory}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def rebuild_pending(directory: Path) -> bool:
+    """Whether ninja would build anything in `directory` (a dry run)."""
+    with package_ninja():
+        dry = subprocess.run(["ninja", "-n", "-C", str(directory)], capture_output=True, text=True)
+    return dry.returncode == 0 and "[1/" in dry.stdout
+
+
+@contextlib.contextmanager
+def package_ninja() -> Iterator[None]:
+    """PATH with the `ninja` package's binary first while torch builds: two ninja versions (a
+    system one, found from outside the venv, and the package's, from inside it) read each other's
+    build log as stale, so runs that alternate between them rebuilt the extension each time."""
+    try:
+        import ninja
+    except ImportError:  # not installed: torch finds whatever ninja there is
+        yield
+        return
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + path
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = path
 
 
 @functools.cache
@@ -85,7 +120,8 @@ def extension():
             ["-fopenmp"] if sys.platform == "linux" and torch.backends.openmp.is_available() else []
         )
         flags = ["-O3", "-march=native", "-ffp-contract=fast", *openmp]
-        return load(name=name, sources=[str(SOURCE)], extra_cflags=flags, extra_ldflags=openmp)
+        with package_ninja():
+            return load(name=name, sources=[str(SOURCE)], extra_cflags=flags, extra_ldflags=openmp)
     finally:
         quiet.setLevel(level)
 
