@@ -5,9 +5,12 @@ import logging
 import warnings
 
 # Lightning's advertisements for its cloud services ("💡 Tip: ... litlogger / litmodels"), logged
-# through lightning_utilities' rank-zero logger
+# by rank_zero_info through the logger that Lightning's rank_zero modules install on import
 TIP_PREFIX = "💡 Tip:"
-RANK_ZERO_LOGGER = "lightning_utilities.core.rank_zero"
+RANK_ZERO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
 
 
 def drop_tips(record: logging.LogRecord) -> bool:
@@ -27,6 +30,7 @@ def quiet_known_noise() -> None:
         category=FutureWarning,
         module=r"lightning\.pytorch\.utilities\._pytree",
     )
-    log = logging.getLogger(RANK_ZERO_LOGGER)
-    if drop_tips not in log.filters:
-        log.addFilter(drop_tips)
+    for name in RANK_ZERO_LOGGERS:
+        log = logging.getLogger(name)
+        if drop_tips not in log.filters:
+            log.addFilter(drop_tips)
