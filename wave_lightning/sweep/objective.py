@@ -30,6 +30,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from ..run.checkpoints import CheckpointError, load_checkpoint
 from ..run.folder import RunFolder
 from ..run.preemption import PREEMPTED_EXIT
+from ..run.trial import trial_environment
 from .claims import frozen, run_folder_lease
 from .spec import SEED_PARAM, Sweep
 from .trial_callback import COMPLETED_FILE, PRUNED_FILE
@@ -230,7 +231,8 @@ def objective(
     trial.set_user_attr("run_dir", name)
     with run_folder_lease(run_dir, trial.number, log):
         command = prepare(trial, sweep, run_dir, params, log)
-        code = run_child(command, run_dir / LOG_FILE, env, started)
+        trial_env = env | trial_environment(sweep.study, trial.number, params)
+        code = run_child(command, run_dir / LOG_FILE, trial_env, started)
     if (run_dir / PRUNED_FILE).is_file():
         raise optuna.TrialPruned(last_line(run_dir / LOG_FILE))
     if code == PREEMPTED_EXIT or code < 0:
