@@ -3,7 +3,8 @@
 from .dense import IRNN
 from .gated import GRU, LSTM
 from .local import LocalRNN
+from .oscillators import LEM, CoRNN
 from .sheet import WaveSheetRNN
 from .wave import WaveRNN
 
-__all__ = ["GRU", "IRNN", "LSTM", "LocalRNN", "WaveRNN", "WaveSheetRNN"]
+__all__ = ["CoRNN", "GRU", "IRNN", "LEM", "LSTM", "LocalRNN", "WaveRNN", "WaveSheetRNN"]
