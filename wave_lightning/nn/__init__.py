@@ -5,6 +5,18 @@ from .gated import GRU, LSTM
 from .local import LocalRNN
 from .oscillators import LEM, CoRNN
 from .sheet import WaveSheetRNN
+from .state_space import LRU, S4D
 from .wave import WaveRNN
 
-__all__ = ["CoRNN", "GRU", "IRNN", "LEM", "LSTM", "LocalRNN", "WaveRNN", "WaveSheetRNN"]
+__all__ = [
+    "CoRNN",
+    "GRU",
+    "IRNN",
+    "LEM",
+    "LRU",
+    "LSTM",
+    "LocalRNN",
+    "S4D",
+    "WaveRNN",
+    "WaveSheetRNN",
+]
