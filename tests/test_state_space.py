@@ -228,6 +228,19 @@ def test_input_projection_only_when_sizes_differ(cls):
     assert (projection.in_features, projection.out_features) == (2, 6)
 
 
+@pytest.mark.parametrize("cls", [S4D, LRU])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_parameters_are_real_tensors_of_the_default_dtype_with_storage_of_their_own(cls, dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        layer = cls(2, 3, 4)
+    finally:
+        torch.set_default_dtype(previous)
+    for name, p in layer.named_parameters():
+        assert p.dtype == dtype and p.is_contiguous() and 0 not in p.stride(), name
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

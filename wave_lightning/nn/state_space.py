@@ -79,7 +79,7 @@ class S4D(_StateSpaceLayer):
                 f"dt_min={dt_min!r}, dt_max={dt_max!r}"
             )
         check_choice("init", init, S4D_INITS)
-        modes = torch.arange(state_size // 2, dtype=torch.float64).expand(hidden_size, -1)
+        modes = torch.arange(state_size // 2, dtype=torch.float64).repeat(hidden_size, 1)
         if init == "lin":
             imag = math.pi * modes
         else:
