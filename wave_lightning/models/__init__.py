@@ -1,5 +1,7 @@
-"""Sequence models: a recurrent layer from wave_lightning.nn plus a readout."""
+"""Sequence models: a recurrent layer from wave_lightning.nn plus a readout, and deep residual
+stacks of such layers."""
 
 from .sequence import SequenceModel
+from .stack import ResidualStack
 
-__all__ = ["SequenceModel"]
+__all__ = ["ResidualStack", "SequenceModel"]
