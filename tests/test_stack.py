@@ -218,7 +218,11 @@ def test_the_wave_stack_config_trains_on_the_copy_task_and_loads_back(tmp_path, 
     args = ["fit", "--config", str(ROOT / "conf/data/copy.yaml")]
     args += ["--config", str(ROOT / "conf/model/stack_wrnn.yaml"), *SMALL_STACK, *TINY_COPY]
     args += ["--model.layer.init_args.layer.init_args.n_hid", "3", "--trainer.max_steps", "2"]
+    args += ["--model.layer.init_args.layer.init_args.impl", "fast"]
     main([*args, "--trainer.default_root_dir", str(tmp_path)])
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    inner = saved["hyper_parameters"]["layer"]["init_args"]["layer"]["init_args"]
+    assert inner["n_hid"] == 3 and "impl" not in inner  # the form is the config's choice
     task = load_task(tmp_path / "checkpoints" / "last.ckpt")
     stack = task.model.layer
     assert isinstance(stack, ResidualStack) and len(stack.blocks) == 2

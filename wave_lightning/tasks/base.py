@@ -21,6 +21,17 @@ class NonFiniteLossError(UserError, RuntimeError):
     """Training produced a NaN or infinite loss or gradient; nothing after it is saved."""
 
 
+def drop_impl(config: Any) -> None:
+    """Remove `impl` from a layer's class_path/init_args config and from every layer nested in
+    it (a residual stack's), in place."""
+    if not isinstance(config, dict):
+        return
+    init_args = config.get("init_args") or {}
+    init_args.pop("impl", None)
+    for value in init_args.values():
+        drop_impl(value)
+
+
 class SequenceTask(LightningModule):
     """A sequence model trained on one objective; subclasses define the loss and metrics.
 
@@ -59,8 +70,7 @@ class SequenceTask(LightningModule):
         self.test_losses, self.test_exact = CatMetric(), CatMetric()
         # the layer's form is a run-time choice, like the device: kept out of the checkpoint
         # (config.yaml records it) so that a resumed run takes the form its own config asks for
-        if isinstance(self.hparams.get("layer"), dict):
-            self.hparams["layer"].get("init_args", {}).pop("impl", None)
+        drop_impl(self.hparams.get("layer"))
         self.model = SequenceModel(layer, output_size, readout, self.read_from, mlp_hidden)
         self.eval_metrics = nn.ModuleDict(
             {stage: self.make_metrics(stage) for stage in ("val", "test")}
