@@ -119,6 +119,14 @@ BAD = [
     ({"sampler": "random", "trials": 3}, "seeds: several seeds are a grid factor"),
     ({"trials": 3}, "trials: a grid sweep runs every grid point once"),
     ({"metric": {"name": "val/loss", "direction": "up"}}, "metric.direction: 'up'"),
+    ({"metric": [{"name": "params"}, {"name": "val/loss"}]}, "metric: the first objective is"),
+    ({"metric": [{"name": "val/loss"}, {"name": "val/loss"}]}, "metric: an objective is named"),
+    ({"metric": [{"name": "val/loss"}, {"nam": "params"}]}, "metric[1]: expected {name:"),
+    ({"metric": [{"name": "val/loss"}, {"name": "params", "direction": "less"}]}, "metric[1]"),
+    ({"metric": [{"name": "val/loss"}, {"name": "params"}], "pruner": "median"}, "pruner: several"),
+    ({"constraints": {"params": {"below": 5}}}, "constraints.params: expected {max: X}"),
+    ({"constraints": {"params": {"max": "5k"}}}, "constraints.params.max: expected a number"),
+    ({"constraints": [1]}, "constraints: expected a mapping"),
     ({"configs": ["nope.yaml"]}, "configs: config file 'nope.yaml' not found"),
     ({"heartbeat": {"interval": 10, "grace": 5}}, "heartbeat.grace: must be longer"),
     ({"study": "a b"}, "study: 'a b' is not a name"),
@@ -131,6 +139,24 @@ def test_bad_sweep_file_names_the_key(tmp_path, change, message):
     with pytest.raises(SweepFileError) as error:
         load_sweep(path)
     assert f"{path}: {message}" in str(error.value)
+
+
+def test_several_objectives_and_constraints(tmp_path):
+    metric = [{"name": "val/acc", "direction": "maximize"}, {"name": "params"}]
+    change = {"metric": metric, "constraints": {"params": {"max": 5000}, "val/acc": {"min": 0.5}}}
+    sweep = load_sweep(write(tmp_path, "s.yaml", good(tmp_path, **change)))
+    assert sweep.is_multi and (sweep.metric, sweep.direction) == ("val/acc", "maximize")
+    assert [(o.name, o.direction, o.measured) for o in sweep.objectives] == [
+        ("val/acc", "maximize", False),
+        ("params", "minimize", True),
+    ]
+    size, accuracy = sweep.constraints
+    assert (size.key, size.violation(4000), size.violation(6000)) == ("params <= 5000", -1000, 1000)
+    assert (accuracy.key, accuracy.violation(0.75)) == ("val/acc >= 0.5", -0.25)
+    single = load_sweep(write(tmp_path, "one.yaml", good(tmp_path)))
+    assert (
+        not single.is_multi and single.constraints == () and single.fingerprint != sweep.fingerprint
+    )
 
 
 def test_missing_key_is_named(tmp_path):

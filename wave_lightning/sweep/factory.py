@@ -11,6 +11,7 @@ SAMPLER_CLASSES = {
     "grid": optuna.samplers.GridSampler,
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
 }
 PRUNER_CLASSES = {
     "none": optuna.pruners.NopPruner,
@@ -21,12 +22,13 @@ PRUNER_CLASSES = {
     "threshold": optuna.pruners.ThresholdPruner,
 }
 FIXED = {"grid": {"search_space"}}  # options the sweep file does not set itself
+DEPRECATED = {"constraints_func"}  # the sweep file's `constraints` set them on each trial
 
 
 def options_of(kind: str, name: str) -> set[str]:
     """The keyword arguments of the Optuna class a sweep file may set."""
     cls = (SAMPLER_CLASSES if kind == "sampler" else PRUNER_CLASSES)[name]
-    return set(inspect.signature(cls).parameters) - FIXED.get(name, set())
+    return set(inspect.signature(cls).parameters) - FIXED.get(name, set()) - DEPRECATED
 
 
 def check_options(kind: str, spec: dict[str, Any], error: Callable[[str, str], Exception]) -> None:

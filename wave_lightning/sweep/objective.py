@@ -14,6 +14,7 @@ woken old attempt.
 
 import csv
 import ctypes
+import json
 import math
 import os
 import shlex
@@ -32,7 +33,7 @@ from ..run.folder import RunFolder
 from ..run.preemption import PREEMPTED_EXIT
 from ..run.trial import trial_environment
 from .claims import frozen, run_folder_lease
-from .spec import SEED_PARAM, Sweep
+from .spec import MEASURED, SEED_PARAM, Sweep
 from .trial_callback import COMPLETED_FILE, PRUNED_FILE
 
 LOG_FILE = "trial.log"
@@ -169,6 +170,38 @@ def best_value(values: dict[int, float], direction: str) -> float | None:
     return min(finite) if direction == "minimize" else max(finite)
 
 
+def best_row(run_dir: Path, metric: str, direction: str) -> dict[str, float]:
+    """The validation row of metrics.csv where `metric` is best: every metric logged with it."""
+    rows = [r for r in RunFolder(run_dir).metric_rows() if r.get(metric)]
+    rows = [r for r in rows if math.isfinite(float(r[metric]))]
+    if not rows:
+        return {}
+    pick = min if direction == "minimize" else max
+    row = pick(rows, key=lambda r: float(r[metric]))
+    return {k: float(v) for k, v in row.items() if v and k != "epoch"}
+
+
+def trial_values(
+    trial: optuna.Trial, sweep: Sweep, run_dir: Path, leading: float | None
+) -> dict[str, float]:
+    """Every objective and constrained quantity of a finished trial: the leading metric's best
+    reported value, the other logged metrics at the validation where it was best (a
+    multi-objective trial reports nothing: all come from metrics.csv), and the measured ones."""
+    record = json.loads((run_dir / COMPLETED_FILE).read_text())
+    measured = {k: record[k] for k in MEASURED if record.get(k) is not None}
+    for name, value in measured.items():
+        trial.set_user_attr(name, value)
+    values = measured | best_row(run_dir, sweep.metric, sweep.direction)
+    if leading is not None:
+        values[sweep.metric] = leading
+    wanted = [o.name for o in sweep.objectives] + [c.name for c in sweep.constraints]
+    for name in wanted:
+        if name not in values:
+            why = "no training step was timed" if name == "step_seconds" else "never logged"
+            raise TrialFailed(f"{name} has no finite value ({why})")
+    return values
+
+
 def test_metrics(run_dir: Path) -> dict[str, float]:
     """The last logged value of every test/ metric in the run's metrics.csv."""
     metrics = {}
@@ -222,8 +255,9 @@ def exit_reason(code: int, run_dir: Path) -> str:
 
 def objective(
     trial: optuna.Trial, sweep: Sweep, env: dict[str, str], started: Started, log: Callable
-) -> float:
-    """Train the trial's configuration (resuming its newest checkpoint); the best metric value."""
+) -> float | list[float]:
+    """Train the trial's configuration (resuming its newest checkpoint); the best metric value,
+    or every objective's value in a multi-objective sweep. Constraints are set on the trial."""
     params = {name: suggest(trial, name, d) for name, d in sweep.space.items()}
     name = trial.user_attrs.get("run_dir") or f"trial-{trial.number:04d}"
     run_dir = sweep.root / name
@@ -241,7 +275,14 @@ def objective(
         raise TrialFailed(exit_reason(code, run_dir))
     for metric, value in test_metrics(run_dir).items():
         trial.set_user_attr(metric, value)
-    value = best_value(frozen(trial).intermediate_values, sweep.direction)
-    if value is None:
-        raise TrialFailed(f"{sweep.metric} was never logged with a finite value")
-    return value
+    leading = None
+    if not sweep.is_multi:
+        leading = best_value(frozen(trial).intermediate_values, sweep.direction)
+        if leading is None:
+            raise TrialFailed(f"{sweep.metric} was never logged with a finite value")
+    values = trial_values(trial, sweep, run_dir, leading)
+    for constraint in sweep.constraints:
+        trial.set_constraint(constraint.key, constraint.violation(values[constraint.name]))
+    if not sweep.is_multi:
+        return leading
+    return [values[o.name] for o in sweep.objectives]

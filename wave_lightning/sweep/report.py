@@ -1,4 +1,5 @@
-"""What a sweep produced: its status, a CSV of trials, the ablation table, best config, plots."""
+"""What a sweep produced: its status, a CSV of trials, the ablation table, the best configs
+(one, or one per Pareto trial), plots."""
 
 import csv
 import importlib.util
@@ -20,6 +21,8 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from ..run.folder import RunFolder  # noqa: E402
 from .claims import origin, retries  # noqa: E402
+from .front import best_lines, best_trials, values_text  # noqa: E402
+from .pareto import pareto_markdown, plot_pareto  # noqa: E402
 from .significance import (  # noqa: E402
     CONFIDENCE,
     TEST_NAME,
@@ -39,6 +42,11 @@ def complete(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
+def leading(trial: FrozenTrial) -> float:
+    """The trial's value of the leading (first) objective."""
+    return trial.values[0]
+
+
 def describe(trial: FrozenTrial) -> str:
     """'name=value ...' of a trial's parameters."""
     return " ".join(f"{k}={v}" for k, v in trial.params.items())
@@ -53,13 +61,8 @@ def status_text(study: optuna.Study, sweep: Sweep) -> str:
         f"study {sweep.study} in {storage_url(sweep)}: {len(trials)} trials "
         + (", ".join(f"{s} {n}" for s, n in sorted(states.items())) or "none")
     ]
-    done = complete(study)
-    if done:
-        best = study.best_trial
-        lines.append(
-            f"best: trial {best.number} {sweep.metric}={best.value:.6g} {describe(best)} "
-            f"({sweep.root / best.user_attrs['run_dir']})"
-        )
+    if complete(study):
+        lines += best_lines(study, sweep)
     if STOPPED_ATTR in study.user_attrs:
         lines.append(f"stopped: {study.user_attrs[STOPPED_ATTR]}")
     retried = retries(study)
@@ -112,7 +115,7 @@ def trial_rows(study: optuna.Study, sweep: Sweep) -> list[dict]:
             {
                 "number": trial.number,
                 "state": trial.state.name,
-                sweep.metric: trial.value,
+                **objective_values(sweep, trial),
                 **{f"params_{k}": v for k, v in trial.params.items()},
                 "retry_of": origin(trial) if origin(trial) != trial.number else None,
                 "retried_as": retried.get(trial.number),
@@ -123,6 +126,12 @@ def trial_rows(study: optuna.Study, sweep: Sweep) -> list[dict]:
             }
         )
     return rows
+
+
+def objective_values(sweep: Sweep, trial: FrozenTrial) -> dict[str, float | None]:
+    """Each objective's value of the trial (None until it is complete)."""
+    values = trial.values or [None] * len(sweep.objectives)
+    return {o.name: v for o, v in zip(sweep.objectives, values, strict=True)}
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -162,8 +171,8 @@ def ablation_groups(study: optuna.Study, sweep: Sweep) -> dict[tuple, list[Froze
 
 
 def metric_columns(trials: list[FrozenTrial], sweep: Sweep) -> dict[str, list[float]]:
-    """The objective and every recorded test metric of a group of trials."""
-    columns = {sweep.metric: [t.value for t in trials]}
+    """The objectives and every recorded test metric of a group of trials."""
+    columns = {o.name: [t.values[i] for t in trials] for i, o in enumerate(sweep.objectives)}
     for name in sorted({k for t in trials for k in t.user_attrs if k.startswith("test/")}):
         columns[name] = [t.user_attrs[name] for t in trials if name in t.user_attrs]
     return columns
@@ -199,7 +208,7 @@ def ablation_markdown(study: optuna.Study, sweep: Sweep) -> str:
     for index, name in enumerate(factors):
         levels: dict = {}
         for key, trials in groups.items():
-            levels.setdefault(key[index], []).extend(t.value for t in trials)
+            levels.setdefault(key[index], []).extend(leading(t) for t in trials)
         for level, values in levels.items():
             row = [name, str(level), str(len(values)), cell(values), interval(values)]
             lines.append(table_row(row))
@@ -209,7 +218,7 @@ def ablation_markdown(study: optuna.Study, sweep: Sweep) -> str:
 def comparisons(study: optuna.Study, sweep: Sweep) -> list[Comparison]:
     """Every level of every grid factor against the factor's reference level, paired by seed."""
     by_seed = {
-        key: {t.params["seed"]: t.value for t in trials}
+        key: {t.params["seed"]: leading(t) for t in trials}
         for key, trials in ablation_groups(study, sweep).items()
     }
     found = []
@@ -245,9 +254,8 @@ def table_row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def best_config(study: optuna.Study, sweep: Sweep) -> str:
-    """The best trial's saved run config, made reusable: no sweep callback, no resume path."""
-    best = study.best_trial
+def best_config(best: FrozenTrial, sweep: Sweep) -> str:
+    """A best trial's saved run config, made reusable: no sweep callback, no resume path."""
     config = yaml.safe_load(RunFolder(sweep.root / best.user_attrs["run_dir"]).config.read_text())
     callbacks = [
         c for c in config["trainer"].get("callbacks") or [] if c.get("class_path") != REPORTER
@@ -255,8 +263,9 @@ def best_config(study: optuna.Study, sweep: Sweep) -> str:
     config["trainer"]["callbacks"] = callbacks or None
     config["trainer"]["default_root_dir"] = None
     config["ckpt_path"] = None
+    kind = "Pareto trial" if sweep.is_multi else "Best trial"
     head = (
-        f"# Best trial {best.number} of sweep {sweep.study}: {sweep.metric}={best.value:.6g}\n"
+        f"# {kind} {best.number} of sweep {sweep.study}: {values_text(sweep, best)}\n"
         f"# {describe(best)}\n# wave-lightning fit --config this.yaml\n"
     )
     return head + yaml.safe_dump(config, sort_keys=False)
@@ -296,7 +305,7 @@ def plot_ablation(study: optuna.Study, sweep: Sweep, path: Path) -> None:
     one bar per group."""
     groups = ablation_groups(study, sweep)
     labels = factor_labels(sweep, list(groups))
-    summaries = [summarize([t.value for t in trials]) for trials in groups.values()]
+    summaries = [summarize([leading(t) for t in trials]) for trials in groups.values()]
     means = [s.mean for s in summaries]
     low = [s.mean - s.low if s.low is not None else 0.0 for s in summaries]
     high = [s.high - s.mean if s.high is not None else 0.0 for s in summaries]
@@ -313,7 +322,7 @@ def plot_ablation(study: optuna.Study, sweep: Sweep, path: Path) -> None:
 def plot_history(study: optuna.Study, sweep: Sweep, path: Path) -> None:
     """Every complete trial's value by trial number, and the best so far."""
     trials = sorted(complete(study), key=lambda t: t.number)
-    values = [t.value for t in trials]
+    values = [leading(t) for t in trials]
     better = min if sweep.direction == "minimize" else max
     best = [better(values[: i + 1]) for i in range(len(values))]
     figure, ax = plt.subplots(figsize=(6.0, 4.0))
@@ -340,7 +349,7 @@ def factor_importances(study: optuna.Study, sweep: Sweep, params: list[str]) -> 
     """Each factor's importance for the objective (summing to 1), by its short name."""
     evaluator, _ = importance_evaluator()
     importances = optuna.importance.get_param_importances(
-        study, evaluator=evaluator, params=params, normalize=True
+        study, evaluator=evaluator, params=params, normalize=True, target=leading
     )
     return {factor_names(sweep)[p]: float(importances[p]) for p in params}
 
@@ -378,13 +387,34 @@ def write_plots(study: optuna.Study, sweep: Sweep, out: Path) -> list[Path]:
     return [*written, out / "ablation.png"]
 
 
+def write_best(study: optuna.Study, sweep: Sweep, out: Path) -> list[Path]:
+    """best.yaml, or for several objectives pareto.md, pareto.png and best/trial-NNNN.yaml for
+    each Pareto trial; the files written (none when no complete trial is feasible)."""
+    best = best_trials(study)
+    if not sweep.is_multi:
+        if best:
+            (out / "best.yaml").write_text(best_config(best[0], sweep))
+        return [out / "best.yaml"] if best else []
+    folder = out / "best"
+    folder.mkdir(exist_ok=True)
+    for stale in folder.glob("trial-*.yaml"):  # the front of an earlier report
+        stale.unlink()
+    written = [out / "pareto.md", out / "pareto.png"]
+    (out / "pareto.md").write_text(pareto_markdown(study, sweep, best))
+    plot_pareto(study, sweep, out / "pareto.png")
+    for trial in best:
+        path = folder / f"trial-{trial.number:04d}.yaml"
+        path.write_text(best_config(trial, sweep))
+        written.append(path)
+    return written
+
+
 def write_report(study: optuna.Study, sweep: Sweep, out: Path) -> list[Path]:
-    """trials.csv, ablation.md, best.yaml and the plots under `out`; the files written."""
+    """trials.csv, ablation.md, the best configs and the plots under `out`; the files written."""
     out.mkdir(parents=True, exist_ok=True)
     write_csv(trial_rows(study, sweep), out / "trials.csv")
     (out / "ablation.md").write_text(ablation_markdown(study, sweep))
     written = [out / "trials.csv", out / "ablation.md"]
     if complete(study):
-        (out / "best.yaml").write_text(best_config(study, sweep))
-        written += [out / "best.yaml", *write_plots(study, sweep, out)]
+        written += [*write_best(study, sweep, out), *write_plots(study, sweep, out)]
     return written

@@ -1,4 +1,5 @@
-"""The sweep file: a YAML naming base configs, a search space, a metric, a sampler and a storage.
+"""The sweep file: a YAML naming base configs, a search space, its objectives, a sampler and a
+storage.
 
 Every check runs when the file is loaded, before any trial, and names the bad key.
 """
@@ -25,14 +26,17 @@ from .factory import check_options
 KEYS = {
     "extends", "study", "configs", "args", "space", "seeds", "metric", "sampler", "pruner",
     "trials", "storage", "root", "max_retries", "heartbeat", "outage_limit", "reference",
+    "constraints",
 }  # fmt: skip
 REQUIRED = ("study", "configs", "space", "metric")
 FACTOR_KINDS = ("choices", "configs", "int", "float")
 RANGE_OPTIONS = {"log", "step"}
 FACTOR_OPTIONS = {"choices": set(), "configs": set(), "int": RANGE_OPTIONS, "float": RANGE_OPTIONS}
-SAMPLERS = ("grid", "tpe", "random")
+SAMPLERS = ("grid", "tpe", "random", "nsga2")
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "threshold")
 DIRECTIONS = ("minimize", "maximize")
+MEASURED = ("params", "step_seconds")  # what every trial measures besides the logged metrics
+BOUNDS = ("max", "min")
 SEED_PARAM = "seed"
 HEARTBEAT = {"interval": 30, "grace": 120}
 OUTAGE_LIMIT_S = 600  # how long a worker waits for a storage that went away
@@ -64,6 +68,36 @@ class Factor:
 
 
 @dataclass(frozen=True)
+class Objective:
+    """One optimised quantity: a metric validation logs, or one that every trial measures
+    (`params`, the trainable parameter count; `step_seconds`, the median training step)."""
+
+    name: str
+    direction: str
+
+    @property
+    def measured(self) -> bool:
+        return self.name in MEASURED
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A bound on a logged or measured quantity; trials outside it are infeasible."""
+
+    name: str
+    bound: str  # max or min
+    limit: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.name} {'<=' if self.bound == 'max' else '>='} {self.limit:g}"
+
+    def violation(self, value: float) -> float:
+        """Optuna's constraint value: <= 0 when `value` is within the bound."""
+        return value - self.limit if self.bound == "max" else self.limit - value
+
+
+@dataclass(frozen=True)
 class Sweep:
     """A validated sweep file."""
 
@@ -73,8 +107,8 @@ class Sweep:
     args: list[str]
     factors: list[Factor]
     seeds: list[int]
-    metric: str
-    direction: str
+    objectives: tuple[Objective, ...]  # the first leads: pruning, ablation, history
+    constraints: tuple[Constraint, ...]
     sampler: dict[str, Any]
     pruner: dict[str, Any]
     trials: int | None
@@ -90,6 +124,20 @@ class Sweep:
     @property
     def is_grid(self) -> bool:
         return self.sampler["name"] == "grid"
+
+    @property
+    def metric(self) -> str:
+        """The leading objective: a logged metric, reported at every validation."""
+        return self.objectives[0].name
+
+    @property
+    def direction(self) -> str:
+        return self.objectives[0].direction
+
+    @property
+    def is_multi(self) -> bool:
+        """Several objectives: Optuna's multi-objective study, a Pareto front, no pruning."""
+        return len(self.objectives) > 1
 
     @property
     def space(self) -> dict[str, BaseDistribution]:
@@ -184,16 +232,12 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
                 raise file_error(
                     path, f"space.{factor.name}", "sampler grid needs choices or configs"
                 )
-    metric = data["metric"]
-    if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
-        raise file_error(path, "metric", "expected {name: val/loss, direction: minimize}")
-    if set(metric) - {"name", "direction"}:
+    objectives = check_objectives(path, data["metric"])
+    pruner = check_named(path, "pruner", data.get("pruner", {"name": "none"}), PRUNERS)
+    if len(objectives) > 1 and pruner["name"] != "none":
         raise file_error(
-            path, f"metric.{sorted(set(metric) - {'name', 'direction'})[0]}", "unknown key"
+            path, "pruner", "several objectives cannot be pruned (Optuna's pruners take one)"
         )
-    direction = metric.get("direction", "minimize")
-    if direction not in DIRECTIONS:
-        raise file_error(path, "metric.direction", f"{direction!r}; choose one of {DIRECTIONS}")
     return Sweep(
         path=sweep_path,
         study=study,
@@ -201,10 +245,10 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
         args=check_args(path, data.get("args", [])),
         factors=factors,
         seeds=seeds,
-        metric=metric["name"],
-        direction=direction,
+        objectives=objectives,
+        constraints=check_constraints(path, data.get("constraints", {})),
         sampler=sampler,
-        pruner=check_named(path, "pruner", data.get("pruner", {"name": "none"}), PRUNERS),
+        pruner=pruner,
         trials=check_trials(path, data.get("trials"), sampler["name"]),
         storage=check_storage(path, data.get("storage")),
         root=Path(data.get("root") or Path("runs") / "sweeps" / study),
@@ -219,8 +263,58 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
 
 def fingerprint(data: dict[str, Any]) -> str:
     """A short hash of what decides the trials; every worker of a study must agree on it."""
-    decisive = {k: data.get(k) for k in ("configs", "args", "space", "seeds", "metric", "sampler")}
+    keys = ("configs", "args", "space", "seeds", "metric", "sampler", "constraints")
+    decisive = {k: data.get(k) for k in keys}
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_objectives(path: Path, value: Any) -> tuple[Objective, ...]:
+    """One {name, direction} mapping, or a list of them (a multi-objective sweep) whose first
+    is a metric validation logs; `params` and `step_seconds` are measured by every trial."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise file_error(path, "metric", "expected {name: val/loss, direction: minimize} or a list")
+    objectives = []
+    for index, item in enumerate(items):
+        key = f"metric[{index}]" if isinstance(value, list) else "metric"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise file_error(path, key, "expected {name: val/loss, direction: minimize}")
+        if set(item) - {"name", "direction"}:
+            raise file_error(
+                path, f"{key}.{sorted(set(item) - {'name', 'direction'})[0]}", "unknown key"
+            )
+        direction = item.get("direction", "minimize")
+        if direction not in DIRECTIONS:
+            raise file_error(path, f"{key}.direction", f"{direction!r}; choose one of {DIRECTIONS}")
+        objectives.append(Objective(item["name"], direction))
+    names = [o.name for o in objectives]
+    if len(set(names)) != len(names):
+        raise file_error(path, "metric", f"an objective is named twice: {names}")
+    if objectives[0].measured:
+        raise file_error(
+            path,
+            "metric",
+            f"the first objective is reported at every validation, so it must be a logged "
+            f"metric such as val/loss, not {objectives[0].name!r}; list {objectives[0].name!r} "
+            "after it",
+        )
+    return tuple(objectives)
+
+
+def check_constraints(path: Path, value: Any) -> tuple[Constraint, ...]:
+    """{name: {max: X} or {min: X}} over logged metrics, `params` or `step_seconds`."""
+    if not isinstance(value, dict):
+        raise file_error(path, "constraints", "expected a mapping like {params: {max: 50000}}")
+    found = []
+    for name, bounds in value.items():
+        key = f"constraints.{name}"
+        if not isinstance(bounds, dict) or not bounds or set(bounds) - set(BOUNDS):
+            raise file_error(path, key, f"expected {{max: X}} and/or {{min: X}}, got {bounds!r}")
+        for bound, limit in bounds.items():
+            if not isinstance(limit, int | float) or isinstance(limit, bool):
+                raise file_error(path, f"{key}.{bound}", f"expected a number, got {limit!r}")
+            found.append(Constraint(str(name), bound, float(limit)))
+    return tuple(found)
 
 
 def check_name(path: Path, value: Any) -> str:

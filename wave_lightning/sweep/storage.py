@@ -123,7 +123,7 @@ def open_study(sweep: Sweep, storage: PatientStorage) -> optuna.Study:
         optuna.create_study(
             study_name=sweep.study,
             storage=storage,
-            direction=sweep.direction,
+            directions=[o.direction for o in sweep.objectives],
         )
     except DuplicatedStudyError:
         return load_study(sweep, storage)

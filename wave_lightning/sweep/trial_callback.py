@@ -1,23 +1,29 @@
-"""The callback a trial's training run carries: it reports the metric to its Optuna trial."""
+"""The callback a trial's training run carries: it reports the metric to its Optuna trial and
+measures the model's size and its training step's time."""
 
 import json
+import statistics
 import time
+from collections import deque
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from optuna.trial import TrialState
 
 from .claims import frozen
 from .outage import StorageAway
-from .spec import load_sweep
+from .spec import MEASURED, load_sweep
 from .storage import load_study, open_storage
 
 PRUNED_FILE = "pruned.json"
 COMPLETED_FILE = "completed.json"
 STOPPED_ATTR = "stopped_by"  # study user attribute: why no worker starts another trial
+TIMED_STEPS = 1000  # step_seconds is the median of the last this many training steps
+WARMUP_STEPS = 3  # not timed after each start: the C++ build, first allocations
 
 
 class MetricNotLogged(RuntimeError):
@@ -30,6 +36,11 @@ class TrialTakenOver(RuntimeError):
 
 class TrialReporter(Callback):
     """Reports the sweep's metric after every validation; stops the run when the pruner says so.
+
+    A multi-objective sweep reports nothing (Optuna cannot prune it): its worker reads the
+    objectives from metrics.csv. Every run measures its trainable parameters and the median
+    wall time of its last training steps (forward, backward, optimizer step; data loading and
+    validation left out), which completed.json records as `params` and `step_seconds`.
 
     The run is a separate process; it reaches its trial through the sweep's storage. A pruned
     run writes pruned.json in its directory and raises optuna.TrialPruned; a fit that reached
@@ -44,10 +55,15 @@ class TrialReporter(Callback):
         self.trial: optuna.Trial | None = None
         self.checked = 0.0
         self.pending: list[tuple[int, float]] = []  # (step, value) not yet reported
+        self.step_times: deque[float] = deque(maxlen=TIMED_STEPS)
+        self.started, self.steps_since_start = 0.0, 0
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         sweep = load_sweep(self.sweep_file)
         self.metric, self.check_every = sweep.metric, sweep.heartbeat["interval"]
+        self.reports = not sweep.is_multi
+        self.logged = [o.name for o in sweep.objectives if not o.measured]
+        self.logged += [c.name for c in sweep.constraints if c.name not in MEASURED]
         study = load_study(sweep, open_storage(sweep))
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(
             study._study_id, self.trial_number
@@ -68,13 +84,25 @@ class TrialReporter(Callback):
         if self.trial is not None and time.monotonic() - self.checked >= self.check_every:
             with suppress(StorageAway), self.outage.without_waiting():
                 self.check_owned()
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        """Time the step just done (on a GPU, once its kernels have finished)."""
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        self.steps_since_start += 1
+        if self.steps_since_start > WARMUP_STEPS:
+            self.step_times.append(time.perf_counter() - self.started)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or self.trial is None:
             return
-        value = trainer.callback_metrics.get(self.metric)
-        if value is None:
-            self.stop_sweep(trainer)
+        missing = [name for name in self.logged if name not in trainer.callback_metrics]
+        if missing:
+            self.stop_sweep(trainer, missing[0])
+        if not self.reports:
+            return
+        value = trainer.callback_metrics[self.metric]
         self.pending.append((trainer.global_step, float(value)))
         with suppress(StorageAway), self.outage.without_waiting():
             self.check_owned()
@@ -95,11 +123,11 @@ class TrialReporter(Callback):
         write_json(trainer, PRUNED_FILE, {"step": trainer.global_step, "value": value})
         raise optuna.TrialPruned(message)
 
-    def stop_sweep(self, trainer: Trainer) -> None:
-        """The metric is missing: stop the whole sweep (every trial would miss it) and this run."""
+    def stop_sweep(self, trainer: Trainer, metric: str) -> None:
+        """A metric is missing: stop the whole sweep (every trial would miss it) and this run."""
         logged = ", ".join(sorted(k for k in trainer.callback_metrics if "/" in k)) or "nothing"
         message = (
-            f"the sweep's metric {self.metric!r} was not logged by validation at step "
+            f"the sweep's metric {metric!r} was not logged by validation at step "
             f"{trainer.global_step}; it logged {logged}"
         )
         self.trial.study.set_user_attr(STOPPED_ATTR, f"trial {self.trial_number}: {message}")
@@ -109,14 +137,25 @@ class TrialReporter(Callback):
         """Fit reached its end (max_steps, max_epochs or an early stop), not a signal or error."""
         if self.trial is not None:
             self.send_reports()  # waits for a storage that is away, up to the outage limit
-            write_json(trainer, COMPLETED_FILE, {"step": trainer.global_step})
+            record = {"step": trainer.global_step, **measurements(pl_module, self.step_times)}
+            write_json(trainer, COMPLETED_FILE, record)
 
     def state_dict(self) -> dict[str, Any]:
-        """The reports not sent yet, so that a run resumed from this checkpoint sends them."""
-        return {"pending": list(self.pending)}
+        """The reports not sent yet, so that a run resumed from this checkpoint sends them, and
+        the step times so far."""
+        return {"pending": list(self.pending), "step_times": list(self.step_times)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pending = [tuple(item) for item in state_dict.get("pending", [])]
+        self.step_times.extend(state_dict.get("step_times", []))
+
+
+def measurements(pl_module: LightningModule, step_times: deque[float]) -> dict[str, Any]:
+    """What every trial measures: trainable parameters and the median step time (None when
+    no step was timed)."""
+    params = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
+    seconds = statistics.median(step_times) if step_times else None
+    return {"params": params, "step_seconds": seconds}
 
 
 def write_json(trainer: Trainer, name: str, data: dict) -> None:

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from ..run.preemption import PREEMPTED_EXIT
 from .claims import claim_waiting, frozen, origin, recover_dead_trials, retries
+from .front import best_lines, values_text
 from .objective import TrialInterrupted, objective, suggest
 from .outage import StorageLost
 from .spec import Sweep
@@ -124,7 +125,7 @@ def run_trial(
         log(f"{where}: was failed and retried while this worker was silent; left to its retry")
         return
     again = retries(study).get(trial.number)
-    detail = f"{sweep.metric}={value:.6g}" if value is not None else reason
+    detail = values_text(sweep, frozen(trial)) if state == TrialState.COMPLETE else reason
     if retry:
         detail += f"; retried as trial {again}" if again is not None else "; no retries left"
     log(f"{where}: {state.name} {detail}")
@@ -232,10 +233,7 @@ def summary_text(study: optuna.Study, sweep: Sweep) -> str:
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state.name for t in trials)
     lines = [f"sweep {sweep.study}: " + ", ".join(f"{s} {n}" for s, n in sorted(states.items()))]
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
-    if done:
-        best = study.best_trial
-        params = " ".join(f"{k}={v}" for k, v in best.params.items())
-        lines.append(f"best: trial {best.number} {sweep.metric}={best.value:.6g} {params}")
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        lines += best_lines(study, sweep)
     lines.append(f"report: wave-lightning sweep report {sweep.path}")
     return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""The Pareto front of a multi-objective sweep: a table of its trials and Optuna's plot."""
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+from optuna.exceptions import ExperimentalWarning  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+
+from .front import is_feasible  # noqa: E402
+from .spec import Sweep  # noqa: E402
+
+PLOTTED = (2, 3)  # how many objectives Optuna's Pareto plot draws
+
+
+def pareto_markdown(study: optuna.Study, sweep: Sweep, front: list[FrozenTrial]) -> str:
+    """The Pareto trials with their objectives, parameters and run folders, and how many
+    complete trials met the constraints."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    names = [f"{o.name} ({o.direction})" for o in sweep.objectives]
+    lines = [f"### {sweep.study}: Pareto front of {', '.join(names)}", ""]
+    feasible = sum(is_feasible(t) for t in done)
+    summary = f"{len(front)} of {len(done)} complete trials are on the front"
+    if sweep.constraints:
+        keys = ", ".join(c.key for c in sweep.constraints)
+        summary += f"; {feasible} meet the constraints ({keys}), the front is drawn from those"
+    lines += [summary + ".", ""]
+    header = ["trial", *(o.name for o in sweep.objectives), "parameters", "run folder"]
+    lines += [row(header), row(["---"] * len(header))]
+    for trial in front:
+        values = [f"{v:.6g}" for v in trial.values]
+        params = " ".join(f"{k}={v}" for k, v in trial.params.items())
+        lines.append(row([str(trial.number), *values, params, trial.user_attrs["run_dir"]]))
+    return "\n".join(lines) + "\n"
+
+
+def row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def plot_pareto(study: optuna.Study, sweep: Sweep, path: Path) -> None:
+    """Optuna's Pareto-front plot (2 or 3 objectives; infeasible trials greyed), or a figure
+    saying why there is none."""
+    names = [o.name for o in sweep.objectives]
+    if len(names) in PLOTTED:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            ax = optuna.visualization.matplotlib.plot_pareto_front(study, target_names=names)
+        ax.set_title(f"{sweep.study}: Pareto front")
+    else:
+        _, ax = plt.subplots(figsize=(6.0, 1.5))
+        ax.axis("off")
+        ax.text(0, 0.5, f"{len(names)} objectives: see pareto.md (a plot takes 2 or 3)")
+    ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(ax.figure)
