@@ -28,8 +28,9 @@ from .run.configcheck import (
 from .run.console import EpochLines
 from .run.devices import check_devices
 from .run.folder import RunFolder
-from .run.loggers import default_loggers
+from .run.loggers import configured_loggers, default_loggers
 from .run.preemption import PREEMPTED_EXIT, PreemptionCheckpoint
+from .run.trackers import TrackerRuns
 from .tasks import SequenceTask
 
 
@@ -172,8 +173,12 @@ class WaveCLI(LightningCLI):
         """The trainer, with the derived run folder, loggers and checkpoints decided here."""
         trainer_config = self._get(self.config_init, "trainer", default={})
         root = kwargs.setdefault("default_root_dir", self.run_dir())
-        if trainer_config.get("logger") in (None, True):
+        logger = trainer_config.get("logger")
+        if logger in (None, True):
             kwargs["logger"] = default_loggers(root)
+        elif logger is not False:  # a resumed fit continues its tracker runs
+            resume = self.subcommand == "fit" and self.config_init.fit.ckpt_path is not None
+            kwargs["logger"] = configured_loggers(root, logger, resume)
         if trainer_config.get("enable_progress_bar") is None:
             kwargs["enable_progress_bar"] = sys.stderr.isatty()  # not saved: the terminal's
         checkpoint = self._get(self.config_init, "checkpoint")
@@ -183,6 +188,7 @@ class WaveCLI(LightningCLI):
         self.last_checkpoint = last_checkpoint(checkpoint.dirpath)
         # after the monitored ModelCheckpoint, which stays trainer.checkpoint_callback (the best)
         trainer.callbacks += [self.last_checkpoint, PreemptionCheckpoint(checkpoint.dirpath)]
+        trainer.callbacks.append(TrackerRuns())
         return trainer
 
     def check_batch_split(self) -> None:

@@ -1,11 +1,15 @@
-"""The run directory's loggers: CSV that survives a resume, and TensorBoard when installed."""
+"""The run directory's loggers: CSV that survives a resume, then TensorBoard when installed or
+the trackers a config names (wave_lightning.run.trackers)."""
 
 import csv
 import os
+from pathlib import Path
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from .trackers import place_trackers
 
 
 class AppendingWriter(ExperimentWriter):
@@ -47,3 +51,13 @@ def default_loggers(root: str) -> list[Logger]:
     except ModuleNotFoundError:
         pass
     return loggers
+
+
+def configured_loggers(root: str, configured: Logger | list[Logger], resume: bool) -> list[Logger]:
+    """CSV logs in the run directory (sweeps and reports read them), then the configured loggers
+    with their trackers placed there; `resume`: continue the tracker runs recorded there."""
+    others = [configured] if isinstance(configured, Logger) else list(configured)
+    return [
+        AppendingCSVLogger(root, name="", version=""),
+        *place_trackers(Path(root), others, resume),
+    ]
