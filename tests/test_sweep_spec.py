@@ -4,14 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.study import StudyDirection
 
 from tests.helpers import ROOT
 from wave_lightning.sweep.objective import fit_command
 from wave_lightning.sweep.spec import SweepFileError, load_sweep
-from wave_lightning.sweep.storage import grid_points
+from wave_lightning.sweep.storage import grid_points, open_storage, open_study, study_sampler
 from wave_lightning.sweep.validate import check_points
 
 SHIPPED = sorted((ROOT / "sweeps").rglob("*.yaml"))
@@ -157,6 +159,21 @@ def test_several_objectives_and_constraints(tmp_path):
     assert (
         not single.is_multi and single.constraints == () and single.fingerprint != sweep.fingerprint
     )
+
+
+def test_a_multi_objective_search_gets_nsga2_and_a_study_per_objective(tmp_path):
+    metric = [{"name": "val/acc", "direction": "maximize"}, {"name": "step_seconds"}]
+    space = {"optimizer.init_args.lr": {"float": [1e-4, 1e-2], "log": True}}
+    sampler = {"name": "nsga2", "population_size": 6, "seed": 1}
+    data = good(tmp_path, metric=metric, space=space, sampler=sampler, trials=12, seeds=[0])
+    sweep = load_sweep(write(tmp_path, "s.yaml", data))
+    made = study_sampler(sweep)
+    assert isinstance(made, optuna.samplers.NSGAIISampler) and made._population_size == 6
+    study = open_study(sweep, open_storage(sweep))
+    assert study.directions == [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+    bad = good(tmp_path, metric=metric, space=space, sampler={"name": "nsga2", "pop": 6})
+    with pytest.raises(SweepFileError, match="sampler.pop: nsga2 takes no option 'pop'"):
+        load_sweep(write(tmp_path, "bad.yaml", {**bad, "trials": 12, "seeds": [0]}))
 
 
 def test_missing_key_is_named(tmp_path):
