@@ -6,7 +6,7 @@ from .init import init_input_
 from .kernels.reference import reference_recurrence
 from .options import ACTIVATIONS, check_choice, check_positive, check_sequence, check_state
 
-IMPLS = ("auto", "reference", "fast", "cpp", "triton")
+IMPLS = ("auto", "reference", "fast", "cpp", "triton", "parallel")
 
 
 class SimpleRecurrence(nn.Module):
@@ -17,7 +17,9 @@ class SimpleRecurrence(nn.Module):
     `impl` picks the form: "auto" (default: see `resolve_impl`), "reference" (the per-step loop
     every fast form is tested against), "fast" (the hand-written BPTT in eager PyTorch, any
     device), "cpp" (the time loop as a compiled C++ extension, ring layers on the CPU) or
-    "triton" (fused GPU kernels, WaveRNN only; opt-in until it has been measured on a GPU).
+    "triton" (fused GPU kernels, WaveRNN only; opt-in until it has been measured on a GPU) or
+    "parallel" (the linear ring as a state-space model, in parallel over time by FFT: WaveRNN
+    with the identity activation only; docs/state-space.md).
     `impl` is a constructor argument (so a config can set it) but no part of the state dict: a
     checkpoint written under one form loads under any other.
     Hidden units form rings of `ring_size` consecutive units; the single input init feeds
@@ -49,7 +51,8 @@ class SimpleRecurrence(nn.Module):
 
     @property
     def impl(self) -> str:
-        """Which form of the recurrence forward runs: auto, reference, fast, cpp or triton."""
+        """Which form of the recurrence forward runs: auto, reference, fast, cpp, triton or
+        parallel."""
         return self._impl
 
     @impl.setter
@@ -57,6 +60,11 @@ class SimpleRecurrence(nn.Module):
         check_choice("impl", value, IMPLS)
         if value not in ("auto", "reference", *self.fast_impls):
             raise ValueError(f"{type(self).__name__} has no impl={value!r} form")
+        if value == "parallel" and self.activation_name != "identity":
+            raise ValueError(
+                f"impl='parallel' needs activation='identity' (a linear ring), "
+                f"got activation={self.activation_name!r}"
+            )
         self._impl = value
 
     def resolve_impl(self, x: Tensor) -> str:

@@ -7,6 +7,7 @@ from .base import SimpleRecurrence
 from .init import init_input_, init_ring_kernel_
 from .kernels import cpp_ring
 from .kernels.fast_ring import ring_recurrence
+from .kernels.linear_ring import linear_ring_recurrence
 from .options import check_positive
 
 
@@ -109,16 +110,21 @@ class WaveRNN(RingRNN):
     """
 
     ring_class = RingConv
-    fast_impls = ("fast", "cpp", "triton")
+    fast_impls = ("fast", "cpp", "triton", "parallel")
 
     def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> tuple[Tensor, Tensor]:
-        """The ring's fast forms, plus the fused Triton kernels (impl="triton")."""
-        if impl != "triton":
+        """The ring's fast forms, plus the fused Triton kernels (impl="triton") and, for the
+        identity activation, the linear ring in parallel over time (impl="parallel")."""
+        if impl not in ("triton", "parallel"):
             return super().fast_recurrence(x, h0, impl)
-        from .kernels.triton_ring import triton_ring_recurrence  # Triton loads only when asked for
-
         drive = F.linear(x, self.input.weight, self.drive_bias())
-        states = triton_ring_recurrence(drive, h0, self.recurrent.conv.weight, self.activation_name)
+        if impl == "parallel":
+            states = linear_ring_recurrence(drive, h0, self.taps())
+        else:
+            from .kernels.triton_ring import triton_ring_recurrence  # loads only when asked for
+
+            weight = self.recurrent.conv.weight
+            states = triton_ring_recurrence(drive, h0, weight, self.activation_name)
         return states, states[:, -1]
 
     def drive_bias(self) -> Tensor:
