@@ -42,6 +42,14 @@ def row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def label_points(ax: plt.Axes, study: optuna.Study, sweep: Sweep) -> None:
+    """Name each complete trial's point by its factor levels (the seed left out)."""
+    factors = [f.name for f in sweep.factors]
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        label = " ".join(str(trial.params[n]) for n in factors if n in trial.params)
+        ax.annotate(label, trial.values, xytext=(4, 4), textcoords="offset points", fontsize=7)
+
+
 def plot_pareto(study: optuna.Study, sweep: Sweep, path: Path) -> None:
     """Optuna's Pareto-front plot (2 or 3 objectives; infeasible trials greyed), or a figure
     saying why there is none."""
@@ -51,6 +59,8 @@ def plot_pareto(study: optuna.Study, sweep: Sweep, path: Path) -> None:
             warnings.simplefilter("ignore", ExperimentalWarning)
             ax = optuna.visualization.matplotlib.plot_pareto_front(study, target_names=names)
         ax.set_title(f"{sweep.study}: Pareto front")
+        if len(names) == 2:
+            label_points(ax, study, sweep)
     else:
         _, ax = plt.subplots(figsize=(6.0, 1.5))
         ax.axis("off")
