@@ -33,8 +33,8 @@ EXPECTED = {
     "gru_5k": (5064, 38),
     "cornn_5k": (5194, 2 * 48),
     "lem_5k": (5092, 2 * 33),
-    "s4d_deep_5k": (5042, 4 * 20 * 8 * 2),
-    "lru_deep_5k": (4996, 4 * 16 * 2),
+    "s4d_deep_5k": (5144, 4 * 17 * 8 * 2),
+    "lru_deep_5k": (4886, 4 * 12 * 2),
     "wrnn_50k": (50762, 64 * 50),
     "wrnn_deep_50k": (49530, 4 * 108),
     "linear_ring_deep_50k": (49530, 4 * 108),
@@ -43,8 +43,8 @@ EXPECTED = {
     "gru_50k": (50032, 126),
     "cornn_50k": (49920, 2 * 155),
     "lem_50k": (49932, 2 * 109),
-    "s4d_deep_50k": (50762, 4 * 64 * 32 * 2),
-    "lru_deep_50k": (50500, 4 * 55 * 2),
+    "s4d_deep_50k": (50242, 4 * 52 * 32 * 2),
+    "lru_deep_50k": (49930, 4 * 46 * 2),
 }
 
 
@@ -74,6 +74,7 @@ def test_overlays_follow_their_families():
             stack = layer(f"{level}_{budget}")
             assert stack["class_path"] == "wave_lightning.models.ResidualStack"
             assert stack["init_args"]["pool"] == "mean" and stack["init_args"]["n_layers"] == 4
+            assert stack["init_args"]["mixing"] == "glu"  # the published blocks' GELU and GLU
 
 
 @pytest.mark.slow

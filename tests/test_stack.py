@@ -135,6 +135,21 @@ def test_gated_and_sheet_layers_stack_as_encoder_plus_projected_block(make_layer
     assert isinstance(block.project, nn.Linear) == (block.layer.hidden_size != 4)
 
 
+@pytest.mark.parametrize("mixing", ["gelu", "glu"])
+def test_mixing_follows_each_layer_with_gelu_and_a_linear_or_a_glu(mixing):
+    torch.manual_seed(0)
+    stack = ResidualStack(3, RING, d_model=4, n_layers=1, norm="none", mixing=mixing).double()
+    x = randn(2, 5, 3)
+    block = stack.blocks[0]
+    encoded = x @ stack.encoder.weight.T + stack.encoder.bias
+    linear = block.project[1]
+    mixed = torch.nn.functional.gelu(block.layer(encoded)[0]) @ linear.weight.T + linear.bias
+    if mixing == "glu":  # the first half gated by the sigmoid of the second
+        mixed = mixed[..., :4] * torch.sigmoid(mixed[..., 4:])
+    torch.testing.assert_close(stack(x)[0], encoded + mixed)
+    assert linear.out_features == (8 if mixing == "glu" else 4)
+
+
 def test_layer_and_batch_norm_normalise_each_step_and_each_feature():
     torch.manual_seed(0)
     x = randn(3, 5, 4)
@@ -184,6 +199,7 @@ RING = partial(WaveRNN, n_hid=4)
         ({"n_layers": 0}, "n_layers must be a positive integer, got 0"),
         ({"norm": "group"}, "norm='group' is not allowed; choose one of layer, batch, none"),
         ({"pool": "max"}, "pool='max' is not allowed; choose one of last, mean"),
+        ({"mixing": "relu"}, "mixing='relu' is not allowed; choose one of none, gelu, glu"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
         (
             {"encoder": False},
