@@ -131,6 +131,15 @@ def assert_every_step_once(run: Path) -> None:
         assert steps == list(range(first, MAX_STEPS, 2 if first else 1)), (name, steps)
 
 
+def assert_completed(run, trial) -> None:
+    """completed.json of a run that reached MAX_STEPS, with the size and step time its trial
+    recorded (the step times of the attempts before a resume kept in the checkpoint)."""
+    record = json.loads((run / "completed.json").read_text())
+    assert record["step"] == MAX_STEPS
+    assert record["params"] == trial.user_attrs["params"] > 0
+    assert record["step_seconds"] == trial.user_attrs["step_seconds"] > 0
+
+
 def assert_retried(sweep, killed: int, step: int, reason: str) -> optuna.trial.FrozenTrial:
     """Every point COMPLETE once; trial `killed` FAIL with `reason`, its retry COMPLETE from
     `step` in the same folder, logged once per step; status naming both. The retry."""
@@ -146,7 +155,7 @@ def assert_retried(sweep, killed: int, step: int, reason: str) -> optuna.trial.F
     assert retry.user_attrs["run_dir"] == failed.user_attrs["run_dir"]
     assert retry.user_attrs["resumed_from_step"] == step
     run = sweep.root / retry.user_attrs["run_dir"]
-    assert json.loads((run / "completed.json").read_text()) == {"step": MAX_STEPS}
+    assert_completed(run, retry)
     assert_every_step_once(run)
     status = status_text(study, sweep)
     assert f"failed: trial {killed}: {reason}; retried as trial {retry.number}" in status
@@ -494,5 +503,5 @@ def test_postgres_outage_past_the_limit_is_one_error_line_and_a_rerun_finishes(t
     study = study_of(sweep)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(done) == 1 and done[0].params["seed"] == 0  # COMPLETE exactly once
-    assert json.loads((run / "completed.json").read_text()) == {"step": MAX_STEPS}
+    assert_completed(run, done[0])
     drop(sweep)

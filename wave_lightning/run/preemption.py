@@ -24,7 +24,7 @@ import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .signals import REQUEUE, Signals, slurm_job_id
@@ -48,7 +48,7 @@ def requeue(job: str) -> None:
     if result.returncode == 0:
         rank_zero_info(f"requeued SLURM job {job}")
     else:
-        rank_zero_info(f"scontrol requeue {job} failed: {result.stderr.strip()}")
+        rank_zero_warn(f"scontrol requeue {job} failed: {result.stderr.strip()}")
 
 
 class PreemptionCheckpoint(Callback):
@@ -62,7 +62,6 @@ class PreemptionCheckpoint(Callback):
 
     def __init__(self, dirpath: str | Path) -> None:
         self.path = str(Path(dirpath) / PREEMPTED)
-        self.stop = 0
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         trainer._signal_connector = RecordingSignals(trainer)  # before Lightning registers its own
@@ -78,8 +77,7 @@ class PreemptionCheckpoint(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
         if not trainer.fit_loop.epoch_loop._should_accumulate():  # the optimizer has stepped
-            self.stop = agreed(trainer)
-            trainer._signal_connector.stop = bool(self.stop)
+            trainer._signal_connector.agreed = agreed(trainer)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         Signals.ended = True
@@ -89,10 +87,11 @@ class PreemptionCheckpoint(Callback):
     ) -> None:
         if trainer.state.fn != TrainerFn.FITTING:
             return
-        if isinstance(exception, SIGTERMException) and self.stop:
+        stop = getattr(trainer._signal_connector, "agreed", 0)  # 0 when setup never ran
+        if isinstance(exception, SIGTERMException) and stop:
             trainer.save_checkpoint(self.path)  # every rank is here, after the same step
             job = slurm_job_id()
-            if self.stop == REQUEUE and job is not None and trainer.is_global_zero:
+            if stop == REQUEUE and job is not None and trainer.is_global_zero:
                 requeue(job)
         elif isinstance(exception, KeyboardInterrupt):
             # no barrier: Ctrl-C reaches the ranks at different points of a step
@@ -115,11 +114,11 @@ class RecordingSignals(_SignalConnector):
 
     def __init__(self, trainer: Trainer) -> None:
         super().__init__(trainer)
-        self.stop = False
+        self.agreed = 0  # what the ranks agreed after the last step: 0 (go on), STOP or REQUEUE
 
     @property
     def received_sigterm(self) -> bool:
-        return self.stop and not self.trainer.validating
+        return bool(self.agreed) and not self.trainer.validating
 
     @received_sigterm.setter
     def received_sigterm(self, value: bool) -> None:
