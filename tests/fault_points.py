@@ -70,13 +70,18 @@ def signal_if_alive(pid: int, signum: int) -> None:
 
 class SlowSteps(Callback):
     """From global step `step` on, rank 0 writes the file `mark` in the run folder (once) and
-    every step lasts at least `seconds` longer, so that a test can act while the run trains."""
+    every step lasts at least `seconds` longer, so that a test can act while the run trains;
+    with `restarts`, only in those starts of a SLURM job (SLURM_RESTART_COUNT, 0 if unset)."""
 
-    def __init__(self, seconds: float, step: int = 0, mark: str = "training") -> None:
+    def __init__(
+        self, seconds: float, step: int = 0, mark: str = "training", restarts: list | None = None
+    ) -> None:
         self.seconds, self.step, self.mark = seconds, step, mark
+        restart = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+        self.active = restarts is None or restart in restarts
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
-        if trainer.global_step < self.step:
+        if trainer.global_step < self.step or not self.active:
             return
         mark = Path(trainer.default_root_dir) / self.mark
         if trainer.is_global_zero and not mark.exists():

@@ -228,6 +228,8 @@ print(Signals.recorded)
         ("SIGUSR1", "", False, "1"),  # outside SLURM, the same as SIGTERM
         ("SIGUSR1", "", True, "2"),  # SLURM's time-limit signal: stop and requeue
         ("SIGTERM", "Signals.ended = True", False, -signal.SIGTERM),  # after training: default
+        ("SIGUSR1", "Signals.ended = True", False, -signal.SIGUSR1),  # the same outside SLURM
+        ("SIGUSR1", "Signals.ended = True", True, "0"),  # SLURM's warning: the test goes on
         ("SIGUSR1", "Signals.ended = True; Signals.recorded = 1", True, "2"),  # late: recorded
     ],
 )

@@ -162,9 +162,11 @@ def stopped_at(job: str, run: Path) -> int:
 
 def test_train_job_requeued_by_scontrol_and_by_its_time_limit(tmp_path, uninterrupted):
     run, out = tmp_path / "run", tmp_path / "job.out"
-    # from step 10 on, 1.5 s a step: a start resumed there outlives its 3-minute limit, whose
-    # SIGUSR1 comes 90 s before the end, or up to 60 s earlier (SLURM's resolution)
-    slow = callback_arg("SlowSteps", seconds=1.5, step=10, mark="training")
+    # from step 10 on, 2.5 s a step in the first two starts: the second, resumed at step 10 or
+    # soon after, trains longer than the 90 s after which its 3-minute limit's SIGUSR1 has come
+    # (90 s before the end, or up to 60 s earlier: SLURM's resolution); the third runs at full
+    # speed, and a time-limit signal after its training is ignored while it tests
+    slow = callback_arg("SlowSteps", seconds=2.5, step=10, mark="training", restarts=[0, 1])
     job = submit(TRAIN, out, *RUN, f"--trainer.default_root_dir={run}", slow, sbatch=("--time=3",))
     wait_for(lambda: (run / "training").exists(), 240, "the job to train")
     subprocess.run(["scontrol", "requeue", job], check=True)  # SIGTERM, then queued again

@@ -18,9 +18,11 @@ class Signals:
 
     Installed when a fit begins (`wave-lightning fit` first thing, and the trainer's signal
     registration), so a signal during imports, data setup or the sanity check stops the run
-    after its first step. Once training has ended normally, a signal takes its default action
-    again (the test after fit ends at once); after a stop was agreed, while the checkpoint is
-    written and the ranks exit, a late one is only recorded.
+    after its first step. Once training has ended normally, SIGTERM (and SIGUSR1 outside
+    SLURM) takes its default action again (the test after fit ends at once), while SLURM's
+    time-limit SIGUSR1 is ignored: nothing is left to checkpoint, and the test finishes if it
+    can before the limit. After a stop was agreed, while the checkpoint is written and the
+    ranks exit, a late signal is only recorded.
     """
 
     recorded = 0
@@ -41,11 +43,12 @@ class Signals:
 
     @classmethod
     def handle(cls, signum: int, frame: Any) -> None:
-        if cls.ended and not cls.recorded:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)  # the default action: the fit is over
-            return
         requeues = signum == signal.SIGUSR1 and slurm_job_id() is not None
+        if cls.ended and not cls.recorded:
+            if not requeues:  # the fit is over: the default action
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            return
         cls.recorded = max(cls.recorded, REQUEUE if requeues else STOP)
 
 
