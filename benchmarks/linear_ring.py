@@ -16,15 +16,14 @@ machine noise hits them alike; the table gives medians and the ratio to the firs
 
 import argparse
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 
-from benchmarks.recurrence import matmul_rate, sync, write_json
-from benchmarks.training_step import paired
+from benchmarks.recurrence import alternate, matmul_rate, write_json
+from benchmarks.training_step import paired, training_step
 from wave_lightning.nn import WaveRNN
 from wave_lightning.tasks import SequenceClassification
 
@@ -56,18 +55,10 @@ def make_step(form: str, shape: Shape, device: torch.device) -> Callable[[], Non
     torch.manual_seed(0)
     layer = WaveRNN(1, shape.n_hid, shape.n_ch, activation="identity", impl=form)
     task = SequenceClassification(layer, output_size=10).to(device)
-    optimizer = torch.optim.Adam(task.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(shape.batch, shape.steps, 1, generator=generator).to(device)
     y = torch.randint(0, 10, (shape.batch,), generator=generator).to(device)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        task.loss(task(x), y).backward()
-        optimizer.step()
-        sync(device)
-
-    return step
+    return training_step(task, x, y, device)
 
 
 def runnable(form: str, device: torch.device) -> bool:
@@ -81,13 +72,7 @@ def time_forms(name: str, forms: list[str], args) -> dict[str, list[float]]:
     steps = {form: make_step(form, SHAPES[name], args.device) for form in forms}
     for step in steps.values():
         step()
-    times: dict[str, list[float]] = {form: [] for form in forms}
-    for _ in range(args.repeats):
-        for form, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[form].append(time.perf_counter() - start)
-    return times
+    return alternate(steps, args.repeats)
 
 
 def shape_rows(name: str, times: dict[str, list[float]]) -> list[dict]:

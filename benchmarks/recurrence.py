@@ -96,6 +96,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def alternate(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each run over `repeats` rounds, the runs alternating within each round so
+    that machine noise hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 3) -> float:
     """The device's fp32 dense matmul rate in GFLOP/s (median of `repeats`), TF32 off."""
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -238,12 +250,7 @@ def bench_scale(name: str, scale: Scale, forms: list[str], args, rate: float) ->
                 skipped[form] = "needs a CUDA device"
                 continue
             runs[form] = build_run(form, scale, args.device, backward)
-        times: dict[str, list[float]] = {form: [] for form in runs}
-        for _ in range(args.repeats):
-            for form, run in runs.items():
-                start = time.perf_counter()
-                run()
-                times[form].append(time.perf_counter() - start)
+        times = alternate(runs, args.repeats)
         ref = statistics.median(times["wrnn-reference"]) if "wrnn-reference" in times else None
         for form in forms:
             row = {"scale": name, "form": form, "mode": mode, **asdict(scale)}

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.recurrence import (
+    alternate,
     matmul_rate,
     peak_mib,
     return_freed_memory,
@@ -178,18 +179,9 @@ def make_task(form: str, s: Shape, device: torch.device) -> nn.Module:
     return task.to(device)
 
 
-def make_step(form: str, s: Shape, device: torch.device) -> Callable[[], None]:
-    """One training step (forward, loss, backward, Adam) of the form on fixed random data."""
-    task = make_task(form, s, device)
+def training_step(task: nn.Module, x: Tensor, y: Tensor, device: torch.device) -> Callable:
+    """One training step of `task` on the batch (x, y): forward, its loss, backward, Adam."""
     optimizer = torch.optim.Adam(task.parameters(), lr=1e-4)
-    generator = torch.Generator().manual_seed(1)
-    x = torch.rand(s.batch, s.steps, s.inputs, generator=generator).to(device)
-    if s.task == "regression":
-        y = torch.randn(s.batch, 1, generator=generator)
-    else:
-        shape = (s.batch, s.steps) if s.task == "per_step" else (s.batch,)
-        y = torch.randint(0, s.outputs, shape, generator=generator)
-    y = y.to(device)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -198,6 +190,19 @@ def make_step(form: str, s: Shape, device: torch.device) -> Callable[[], None]:
         sync(device)
 
     return step
+
+
+def make_step(form: str, s: Shape, device: torch.device) -> Callable[[], None]:
+    """One training step (forward, loss, backward, Adam) of the form on fixed random data."""
+    task = make_task(form, s, device)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(s.batch, s.steps, s.inputs, generator=generator).to(device)
+    if s.task == "regression":
+        y = torch.randn(s.batch, 1, generator=generator)
+    else:
+        shape = (s.batch, s.steps) if s.task == "per_step" else (s.batch,)
+        y = torch.randint(0, s.outputs, shape, generator=generator)
+    return training_step(task, x, y.to(device), device)
 
 
 def runnable(form: str, shape: Shape, args) -> str | None:
@@ -247,13 +252,7 @@ def time_shape(name: str, forms: list[str], args) -> dict[str, list[float]]:
         step()
         warm[form] = time.perf_counter() - start
     repeats = max(1, min(args.repeats, int(args.budget_s / sum(warm.values()))))
-    times: dict[str, list[float]] = {form: [] for form in steps}
-    for _ in range(repeats):
-        for form, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[form].append(time.perf_counter() - start)
-    return times
+    return alternate(steps, repeats)
 
 
 def shape_peaks(job: tuple[str, list[str], int]) -> dict[str, float | None]:
