@@ -3,16 +3,14 @@
 import warnings
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import FrozenTrial, TrialState
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-from optuna.exceptions import ExperimentalWarning  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
-
-from .front import is_feasible  # noqa: E402
-from .spec import Sweep  # noqa: E402
+from .front import is_feasible
+from .render import save, table_row
+from .spec import Sweep
 
 PLOTTED = (2, 3)  # how many objectives Optuna's Pareto plot draws
 
@@ -30,16 +28,12 @@ def pareto_markdown(study: optuna.Study, sweep: Sweep, front: list[FrozenTrial])
         summary += f"; {feasible} meet the constraints ({keys}), the front is drawn from those"
     lines += [summary + ".", ""]
     header = ["trial", *(o.name for o in sweep.objectives), "parameters", "run folder"]
-    lines += [row(header), row(["---"] * len(header))]
+    lines += [table_row(header), table_row(["---"] * len(header))]
     for trial in front:
         values = [f"{v:.6g}" for v in trial.values]
         params = " ".join(f"{k}={v}" for k, v in trial.params.items())
-        lines.append(row([str(trial.number), *values, params, trial.user_attrs["run_dir"]]))
+        lines.append(table_row([str(trial.number), *values, params, trial.user_attrs["run_dir"]]))
     return "\n".join(lines) + "\n"
-
-
-def row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
 
 
 def label_points(ax: plt.Axes, study: optuna.Study, sweep: Sweep) -> None:
@@ -65,5 +59,4 @@ def plot_pareto(study: optuna.Study, sweep: Sweep, path: Path) -> None:
         _, ax = plt.subplots(figsize=(6.0, 1.5))
         ax.axis("off")
         ax.text(0, 0.5, f"{len(names)} objectives: see pareto.md (a plot takes 2 or 3)")
-    ax.figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(ax.figure)
+    save(ax, path)

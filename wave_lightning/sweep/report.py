@@ -23,6 +23,7 @@ from ..run.folder import RunFolder  # noqa: E402
 from .claims import origin, retries  # noqa: E402
 from .front import best_lines, best_trials, values_text  # noqa: E402
 from .pareto import pareto_markdown, plot_pareto  # noqa: E402
+from .render import save, table_row  # noqa: E402
 from .significance import (  # noqa: E402
     CONFIDENCE,
     TEST_NAME,
@@ -250,10 +251,6 @@ def comparisons_markdown(found: list[Comparison], sweep: Sweep) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table_row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
 def best_config(best: FrozenTrial, sweep: Sweep) -> str:
     """A best trial's saved run config, made reusable: no sweep callback, no resume path."""
     config = yaml.safe_load(RunFolder(sweep.root / best.user_attrs["run_dir"]).config.read_text())
@@ -269,12 +266,6 @@ def best_config(best: FrozenTrial, sweep: Sweep) -> str:
         f"# {describe(best)}\n# wave-lightning fit --config this.yaml\n"
     )
     return head + yaml.safe_dump(config, sort_keys=False)
-
-
-def save(ax: plt.Axes, path: Path) -> None:
-    figure = ax.figure
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
 
 
 def value_scale(values: list[float]) -> dict:
