@@ -1,5 +1,6 @@
 """Names the layers accept and the checks that turn bad arguments into clear errors."""
 
+import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -34,6 +35,14 @@ def check_positive(arg: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{arg} must be a positive integer, got {value!r}")
     return value
+
+
+def check_real(arg: str, value: float, low: float = 0.0, high: float = math.inf) -> float:
+    """Return `value` if it is a number with low < value <= high, else raise a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
+        allowed = f"in ({low}, {high}]" if high < math.inf else f"> {low}"
+        raise ValueError(f"{arg} must be a number {allowed}, got {value!r}")
+    return float(value)
 
 
 def check_sequence(x: Tensor, input_size: int) -> None:

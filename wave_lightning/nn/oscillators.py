@@ -11,17 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .options import check_choice, check_positive, check_sequence, check_state
+from .options import check_choice, check_positive, check_real, check_sequence, check_state
 
 CORNN_INITS = ("joint", "split")
-
-
-def check_real(arg: str, value: float, low: float = 0.0, high: float = math.inf) -> float:
-    """Return `value` if it is a number with low < value <= high, else raise a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
-        allowed = f"in ({low}, {high}]" if high < math.inf else f"> {low}"
-        raise ValueError(f"{arg} must be a number {allowed}, got {value!r}")
-    return float(value)
 
 
 class _TwoStateRecurrence(nn.Module):
