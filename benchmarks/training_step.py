@@ -11,14 +11,25 @@ wRNN, to the faster of the reference and the authors' form and to the GRU (each 
 over rounds of the ratio within a round, so a drift between rounds cancels), the useful
 GFLOP/s against the rate of a 2048^3 matmul timed in the same rounds, and the peak memory of
 one step (resident-set growth, one spawned process per shape, where the states take at most
---peak-max-gib). Rerun:
+--peak-max-gib).
+
+--uses times the layers outside our tasks too, as a researcher's own code uses them (USES):
+`square` (the states' mean square as the loss), `head` (a Linear head on every state, its
+output's mean square) and `stack2` (a 2-layer ResidualStack of d_model 64, ResidualStack's
+default: each layer reads 64 features and its states are projected back to 64; a Linear head
+on every step of the stack's output); the GRU and LSTM rows are then those
+of the paper's size (256 units) used the same way. Rerun:
 
     PYTHONPATH=. python benchmarks/training_step.py --threads 2 --json out.json  # all shapes
     PYTHONPATH=. python benchmarks/training_step.py --quick --threads 1          # ~1 minute
+    PYTHONPATH=. python benchmarks/training_step.py --threads 2 --uses square head stack2 \
+        --shapes copy80 adding150 psmnist200 --forms wrnn-reference wrnn-fast wrnn-cpp \
+        local-cpp irnn-fast gru lstm --json user.json  # layers in user code
 """
 
 import argparse
 import multiprocessing
+import re
 import statistics
 import time
 import warnings
@@ -27,6 +38,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.recurrence import (
     alternate,
@@ -37,6 +49,7 @@ from benchmarks.recurrence import (
     trim_heap,
     write_json,
 )
+from wave_lightning.models import ResidualStack
 from wave_lightning.nn import GRU, IRNN, LSTM, LocalRNN, WaveRNN
 from wave_lightning.nn.kernels import cpp_ring
 from wave_lightning.tasks import PerStepClassification, Regression, SequenceClassification
@@ -86,6 +99,7 @@ SHAPES = {  # conf/experiment/*: copy (delay + 20 steps), adding, (ps)MNIST, nsC
     "copy80": Shape("per_step", 128, 100, 10, 10, 6, 100, 100),
     "adding100": Shape("regression", 128, 100, 2, 1, 27, 100, 100),
     "adding200": Shape("regression", 128, 200, 2, 1, 27, 100, 100),
+    "adding150": Shape("regression", 128, 150, 2, 1, 27, 100, 100),
     "adding400": Shape("regression", 128, 400, 2, 1, 27, 100, 100),
     "psmnist200": Shape("sequence", 128, 200, 1, 10, 16, 256, 256),
     "psmnist200-mlp": Shape("sequence", 128, 200, 1, 10, 16, 256, 256, readout="mlp"),
@@ -117,32 +131,37 @@ class AuthorsForm(nn.Module):
         return torch.stack(outputs, 1) if self.read_from == "all" else self.readout(h.flatten(1))
 
 
-def wrnn(s: Shape) -> nn.Module:
-    return WaveRNN(s.inputs, s.n_hid, s.n_ch)
+def wrnn(s: Shape, inputs: int) -> nn.Module:
+    return WaveRNN(inputs, s.n_hid, s.n_ch)
 
 
-def local(s: Shape) -> nn.Module:
-    return LocalRNN(s.inputs, s.n_hid, s.n_ch)
+def local(s: Shape, inputs: int) -> nn.Module:
+    return LocalRNN(inputs, s.n_hid, s.n_ch)
 
 
-def irnn(s: Shape) -> nn.Module:
-    return IRNN(s.inputs, s.dense_hidden)
+def irnn(s: Shape, inputs: int) -> nn.Module:
+    return IRNN(inputs, s.dense_hidden)
 
 
-# form -> (layer factory, impl or None, whether the model runs in the authors' form)
-FORMS: dict[str, tuple[Callable[[Shape], nn.Module], str | None, bool]] = {
+# form -> (layer factory (shape, input size), impl or None, whether the model runs in the
+# authors' form)
+FORMS: dict[str, tuple[Callable[[Shape, int], nn.Module], str | None, bool]] = {
     "wrnn-reference": (wrnn, "reference", False),
     "wrnn-authors": (wrnn, "reference", True),
     "wrnn-fast": (wrnn, "fast", False),
     "wrnn-cpp": (wrnn, "cpp", False),
+    "wrnn-cpp-unfused": (wrnn, "cpp", False),  # the model reads the states (UNFUSED)
     "wrnn-triton": (wrnn, "triton", False),
     "local-reference": (local, "reference", False),
     "local-cpp": (local, "cpp", False),
     "irnn-reference": (irnn, "reference", False),
     "irnn-fast": (irnn, "fast", False),
-    "gru": (lambda s: GRU(s.inputs, GATED_HIDDEN), None, False),
-    "lstm": (lambda s: LSTM(s.inputs, GATED_HIDDEN), None, False),
+    "gru": (lambda s, inputs: GRU(inputs, GATED_HIDDEN), None, False),
+    "lstm": (lambda s, inputs: LSTM(inputs, GATED_HIDDEN), None, False),
 }
+USES = ("task", "square", "head", "stack2")  # our task's module, or a layer in user code
+STACK_WIDTH = 64  # d_model of the stack2 use
+UNFUSED = "-unfused"  # the form with its readout of every step fused into the loop turned off
 # about how many (B, T, H) tensors of states a form's step holds at once (autograd's per-step
 # tensors); the others hold about two
 STATE_COPIES = {"wrnn-reference": 5, "local-reference": 5, "wrnn-authors": 3}
@@ -150,16 +169,23 @@ DEFAULT_FORMS = ("wrnn-reference", "wrnn-authors", "wrnn-fast", "wrnn-cpp", "wrn
 DEFAULT_FORMS += ("irnn-fast", "gru", "lstm")
 
 
-def step_flops(form: str, s: Shape) -> float:
-    """Useful flops of one training step: 3 x the forward's (recurrence, input, readout)."""
+def step_flops(form: str, s: Shape, use: str = "task") -> float:
+    """Useful flops of one training step: 3 x the forward's (recurrences, inputs, readout; a
+    stack's encoder and norms left out)."""
     gates = GATES.get(form, 1)
     if form.startswith(("wrnn", "local")):
         hidden, recurrent = s.hidden, 2 * s.kernel * s.n_ch**2 * s.n_hid
     else:
         hidden = GATED_HIDDEN if form in GATES else s.dense_hidden
         recurrent = 2 * gates * hidden * hidden
-    per_step = recurrent + 2 * gates * hidden * s.inputs
-    return 3.0 * (per_step * s.batch * s.steps + s.readout_flops(hidden))
+    inputs = [STACK_WIDTH] * 2 if use == "stack2" else [s.inputs]  # a stack's layers read d_model
+    per_step = sum(recurrent + 2 * gates * hidden * width for width in inputs)
+    if use == "stack2":  # each layer's states projected back to d_model
+        per_step += 2 * 2 * hidden * STACK_WIDTH
+    head = STACK_WIDTH if use == "stack2" else hidden
+    readout = {"task": s.readout_flops(hidden), "square": 0.0}
+    readout = readout.get(use, 2.0 * head * s.outputs * s.batch * s.steps)  # a head every step
+    return 3.0 * (per_step * s.batch * s.steps + readout)
 
 
 def make_task(form: str, s: Shape, device: torch.device) -> nn.Module:
@@ -167,16 +193,46 @@ def make_task(form: str, s: Shape, device: torch.device) -> nn.Module:
     factory, impl, authors = FORMS[form]
     warnings.filterwarnings("ignore", "Attribute 'layer' is an instance")  # a task built by hand
     torch.manual_seed(0)
-    layer = factory(s)
-    if impl is not None:
-        layer.impl = impl
+    layer = with_impl(factory(s, s.inputs), impl)
     if s.task == "regression":
         task = Regression(layer, output_size=s.outputs, readout=s.readout)
     else:
         task = TASKS[s.task](layer, output_size=s.outputs, readout=s.readout)
     if authors:
         task.model = AuthorsForm(layer, task.model.readout, task.model.read_from)
+    if form.endswith(UNFUSED):  # SequenceModel then reads the batch-first states
+        layer.read_every_step = lambda *args: None
     return task.to(device)
+
+
+def with_impl(layer: nn.Module, impl: str | None) -> nn.Module:
+    if impl is not None:
+        layer.impl = impl
+    return layer
+
+
+class UserCode(nn.Module):
+    """A layer in a researcher's own model (`use`, see USES); `loss(output, y)` is the mean
+    square of the output and ignores y."""
+
+    def __init__(self, form: str, s: Shape, use: str) -> None:
+        super().__init__()
+        factory, impl = FORMS[form][:2]
+        torch.manual_seed(0)
+        if use == "stack2":
+            build = lambda inputs: with_impl(factory(s, inputs), impl)  # noqa: E731
+            self.body = ResidualStack(s.inputs, build, d_model=STACK_WIDTH, n_layers=2)
+        else:
+            self.body = with_impl(factory(s, s.inputs), impl)
+        width = self.body.hidden_size
+        self.head = nn.Linear(width, s.outputs) if use != "square" else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x)[0])
+
+    @staticmethod
+    def loss(output: Tensor, y: Tensor) -> Tensor:
+        return output.square().mean()
 
 
 def training_step(task: nn.Module, x: Tensor, y: Tensor, device: torch.device) -> Callable:
@@ -192,9 +248,10 @@ def training_step(task: nn.Module, x: Tensor, y: Tensor, device: torch.device) -
     return step
 
 
-def make_step(form: str, s: Shape, device: torch.device) -> Callable[[], None]:
-    """One training step (forward, loss, backward, Adam) of the form on fixed random data."""
-    task = make_task(form, s, device)
+def make_step(form: str, s: Shape, device: torch.device, use: str = "task") -> Callable[[], None]:
+    """One training step (forward, loss, backward, Adam) of the form in `use` on fixed random
+    data."""
+    task = make_task(form, s, device) if use == "task" else UserCode(form, s, use).to(device)
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(s.batch, s.steps, s.inputs, generator=generator).to(device)
     if s.task == "regression":
@@ -205,9 +262,11 @@ def make_step(form: str, s: Shape, device: torch.device) -> Callable[[], None]:
     return training_step(task, x, y.to(device), device)
 
 
-def runnable(form: str, shape: Shape, args) -> str | None:
-    """Why the form cannot run at this shape here, or None."""
-    impl = FORMS[form][1]
+def runnable(form: str, shape: Shape, args, use: str = "task") -> str | None:
+    """Why the form cannot run at this shape (in `use`) here, or None."""
+    impl, authors = FORMS[form][1:]
+    if authors and use != "task":
+        return "the authors' per-step form is a whole task model, not a layer"
     device = args.device
     need = STATE_COPIES.get(form, 2) * shape.states_gib()
     if need > args.max_gib:
@@ -239,12 +298,30 @@ def release_memory() -> None:
     trim_heap()
 
 
-def time_shape(name: str, forms: list[str], args) -> dict[str, list[float]]:
-    """Seconds per step of each form (and of the 2048^3 matmul, MATMUL) at one shape: one
-    warm-up round, then repeats rounds (fewer where a round would pass --budget-s), the forms
-    alternating in each round."""
+RECURRENCE_EVENT = re.compile(r"\w*Recurrence(Backward)?")  # our autograd Functions' events
+
+
+def boundary_share(step: Callable[[], None]) -> float | None:
+    """The share of one profiled step outside the recurrence's own forward and backward (the
+    events of our recurrence autograd Functions): the layer boundary and everything the
+    model does besides. None where no such Function ran (the reference, torch's GRU/LSTM)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        step()
+        wall = time.perf_counter() - start
+    events = [e for e in prof.events() if RECURRENCE_EVENT.fullmatch(e.name)]
+    inside = sum(e.cpu_time_total for e in events) / 1e6
+    return 1 - inside / wall if events else None
+
+
+def time_shape(
+    name: str, forms: list[str], args, use: str = "task"
+) -> tuple[dict[str, list[float]], dict[str, float | None]]:
+    """Seconds per step of each form in `use` (and of the 2048^3 matmul, MATMUL) at one shape:
+    one warm-up round, then repeats rounds (fewer where a round would pass --budget-s), the
+    forms alternating in each round; and each form's boundary share (CPU only, else None)."""
     shape = SHAPES[name]
-    steps = {form: make_step(form, shape, args.device) for form in forms}
+    steps = {form: make_step(form, shape, args.device, use) for form in forms}
     steps[MATMUL] = matmul_step(args.device)
     warm = {}
     for form, step in steps.items():
@@ -252,35 +329,40 @@ def time_shape(name: str, forms: list[str], args) -> dict[str, list[float]]:
         step()
         warm[form] = time.perf_counter() - start
     repeats = max(1, min(args.repeats, int(args.budget_s / sum(warm.values()))))
-    return alternate(steps, repeats)
+    times = alternate(steps, repeats)
+    cpu = args.device.type == "cpu"
+    return times, {form: boundary_share(steps[form]) if cpu else None for form in forms}
 
 
-def shape_peaks(job: tuple[str, list[str], int]) -> dict[str, float | None]:
+def shape_peaks(job: tuple[str, list[str], int, str]) -> dict[str, float | None]:
     """Peak memory (MiB) of one training step of each form at a shape, in this fresh process."""
-    name, forms, threads = job
+    name, forms, threads, use = job
     torch.set_num_threads(threads)
     trim = return_freed_memory()
     peaks = {}
     for form in forms:
-        step = make_step(form, SHAPES[name], torch.device("cpu"))
+        step = make_step(form, SHAPES[name], torch.device("cpu"), use)
         peaks[form] = peak_mib(step, trim, torch.device("cpu"))
         del step
         cpp_ring.empty_cache()
     return peaks
 
 
-def measure_peaks(name: str, forms: list[str], device: torch.device) -> dict[str, float | None]:
+def measure_peaks(
+    name: str, forms: list[str], device: torch.device, use: str = "task"
+) -> dict[str, float | None]:
     """Peaks of every form at one shape: CUDA allocator stats, or a spawned CPU process (where
     glibc returns freed memory at once, which would slow the timed process unequally)."""
     if device.type == "cuda":
         return {
-            f: peak_mib(make_step(f, SHAPES[name], device), lambda: None, device) for f in forms
+            f: peak_mib(make_step(f, SHAPES[name], device, use), lambda: None, device)
+            for f in forms
         }
     cpp_ring.empty_cache()
     spawn = multiprocessing.get_context("spawn")
     with spawn.Pool(1) as pool:
         try:
-            return pool.apply(shape_peaks, ((name, forms, torch.get_num_threads()),))
+            return pool.apply(shape_peaks, ((name, forms, torch.get_num_threads(), use),))
         except Exception as error:  # the child killed for memory: keep the timings
             print(f"peak memory at {name}: the measuring process failed ({error})")
             return dict.fromkeys(forms)
@@ -292,9 +374,12 @@ def paired(numerator: list[float], times: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(numerator, times, strict=True))
 
 
-def shape_rows(name: str, times: dict[str, list[float]], peaks: dict) -> list[dict]:
+def shape_rows(
+    name: str, times: dict[str, list[float]], peaks: dict, use: str, shares: dict
+) -> list[dict]:
     """One row per form: median, paired ratios to the reference, to the faster baseline per
-    round and to the GRU, rates (against the matmul rate measured in the same rounds)."""
+    round and to the GRU, rates (against the matmul rate measured in the same rounds), the
+    boundary share."""
     shape = SHAPES[name]
     medians = {form: statistics.median(t) for form, t in times.items()}
     rate = 2 * 2048**3 / medians.pop(MATMUL) / 1e9
@@ -302,10 +387,11 @@ def shape_rows(name: str, times: dict[str, list[float]], peaks: dict) -> list[di
     best = [min(round_times) for round_times in zip(*baselines, strict=True)]
     rows = []
     for form, median in medians.items():
-        gflops = step_flops(form, shape) / median / 1e9
+        gflops = step_flops(form, shape, use) / median / 1e9
         rows.append(
             {
                 "shape": name,
+                "use": use,
                 "form": form,
                 **asdict(shape),
                 "median_ms": 1e3 * median,
@@ -319,6 +405,7 @@ def shape_rows(name: str, times: dict[str, list[float]], peaks: dict) -> list[di
                 "matmul_gflops": rate,
                 "fraction_of_matmul": gflops / rate,
                 "peak_mib": peaks.get(form),
+                "boundary_share": shares.get(form),
             }
         )
     return rows
@@ -329,23 +416,25 @@ def print_table(rows: list[dict], skipped: dict[str, str], rate: float) -> None:
     print(f"\nmatmul rate at the start: {rate:.1f} GFLOP/s, threads: {torch.get_num_threads()}")
     print("whole training step (forward, loss, backward, Adam), fp32; x columns: medians of")
     print("the ratios within a round; % of matmul: against the 2048^3 matmul timed in the same")
-    print("rounds\n")
+    print("rounds; boundary %: the share of a profiled step outside the recurrence's own")
+    print("forward and backward\n")
     print(
-        "| shape | form | median ms | x reference | x best of reference/authors | x gru "
-        "| GFLOP/s | % of matmul | peak MiB |"
+        "| shape | use | form | median ms | x reference | x best of reference/authors | x gru "
+        "| GFLOP/s | % of matmul | peak MiB | boundary % |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 
     def fmt(value, spec):
         return "-" if value is None else format(value, spec)
 
     for row in rows:
         print(
-            f"| {row['shape']} | {row['form']} | {row['median_ms']:.1f} "
+            f"| {row['shape']} | {row['use']} | {row['form']} | {row['median_ms']:.1f} "
             f"| {fmt(row['x_reference'], '.2f')} | {fmt(row['x_best_baseline'], '.2f')} "
             f"| {fmt(row['x_gru'], '.2f')} "
             f"| {row['gflops']:.2f} | {100 * row['fraction_of_matmul']:.1f} "
-            f"| {fmt(row['peak_mib'], '.0f')} |"
+            f"| {fmt(row['peak_mib'], '.0f')} "
+            f"| {fmt(row['boundary_share'] and 100 * row['boundary_share'], '.0f')} |"
         )
     for form, why in skipped.items():
         print(f"skipped {form}: {why}")
@@ -361,6 +450,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", type=torch.device, default=torch.device("cpu"))
+    parser.add_argument(
+        "--uses", nargs="+", default=["task"], choices=USES, help="the task's model or user code"
+    )
     parser.add_argument(
         "--max-gib",
         type=float,
@@ -392,21 +484,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(args.threads)
     rate = matmul_rate(args.device)
     rows, skipped = [], {}
-    for name in args.shapes:
-        forms = []
-        for form in args.forms:
-            why = runnable(form, SHAPES[name], args)
-            if why:
-                skipped[f"{form} at {name}"] = why
-            else:
-                forms.append(form)
-        times = time_shape(name, forms, args)
-        release_memory()
-        peaks = {}
-        if not args.no_peaks and SHAPES[name].states_gib() <= args.peak_max_gib:
-            peaks = measure_peaks(name, forms, args.device)
-        rows += shape_rows(name, times, peaks)
-        print(f"done: {name}", flush=True)
+    for use in args.uses:
+        for name in args.shapes:
+            forms = []
+            for form in args.forms:
+                why = runnable(form, SHAPES[name], args, use)
+                if why:
+                    skipped[f"{form} at {name} ({use})"] = why
+                else:
+                    forms.append(form)
+            times, shares = time_shape(name, forms, args, use)
+            release_memory()
+            peaks = {}
+            if not args.no_peaks and SHAPES[name].states_gib() <= args.peak_max_gib:
+                peaks = measure_peaks(name, forms, args.device, use)
+            rows += shape_rows(name, times, peaks, use, shares)
+            print(f"done: {name} ({use})", flush=True)
     print_table(rows, skipped, rate)
     if args.json:
         write_json(args.json, rows, rate, args.device, skipped=skipped)

@@ -87,3 +87,18 @@ def test_the_authors_form_computes_the_same_model_as_the_reference(shape):
 def test_training_step_benchmark_rejects_unknown_shapes():
     with pytest.raises(SystemExit):
         training_step.main(["--shapes", "huge"])
+
+
+@pytest.mark.parametrize("use", ["square", "head", "stack2"])
+def test_a_layer_in_user_code_is_the_same_model_in_every_form(use):
+    """The user-code rows compare like with like: the same weights and outputs in the reference
+    and the C++ form, and a loss that reaches every parameter."""
+    s = replace(training_step.SHAPES["copy30"], batch=4, steps=6)
+    x = torch.rand(s.batch, s.steps, s.inputs)
+    reference = training_step.UserCode("wrnn-reference", s, use)
+    cpp = training_step.UserCode("wrnn-cpp", s, use)
+    for a, b in zip(reference.parameters(), cpp.parameters(), strict=True):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(cpp(x), reference(x))
+    reference.loss(reference(x), None).backward()
+    assert all(p.grad is not None for p in reference.parameters())

@@ -18,14 +18,14 @@ FORMS = [(WaveRNN, "fast"), (WaveRNN, "cpp"), (LocalRNN, "fast"), (LocalRNN, "cp
 FORM_IDS = [f"{cls.__name__}-{impl}" for cls, impl in FORMS]
 
 
-def make_layer(layer_class, impl: str):
+def make_layer(layer_class, impl: str, inputs: int = 3):
     """A small layer with random recurrent weights in the form `impl`."""
     if impl == "cpp" and not cpp_ring.available():
         pytest.skip("the C++ extension cannot be built here (see the warning)")
     if layer_class is IRNN:
-        layer = IRNN(3, 10, recurrent_init="random")
+        layer = IRNN(inputs, 10, recurrent_init="random")
     else:
-        layer = layer_class(3, 5, 2, recurrent_init="random", input_init="normal")
+        layer = layer_class(inputs, 5, 2, recurrent_init="random", input_init="normal")
     layer.impl = impl
     return layer
 
@@ -124,12 +124,59 @@ def test_the_ring_forms_neither_copy_nor_zero_a_full_size_tensor_at_the_boundary
     assert full_size_events(model, x) != []
 
 
+@pytest.mark.parametrize("inputs", [3, cpp_ring.WIDE_INPUT], ids=["narrow", "wide"])
+@pytest.mark.parametrize(("layer_class", "impl"), FORMS, ids=FORM_IDS)
+def test_a_layer_in_user_code_gives_contiguous_batch_first_states_and_input_gradient(
+    layer_class, impl, inputs
+):
+    """As torch.nn.GRU(batch_first=True): the states, and the input gradient they send back
+    from a loss of the user's own, are contiguous (B, T, H) and (B, T, I) and equal the
+    reference's (float64, batch 5: the C++ form pads it; a wide input is projected before the
+    C++ loop, a narrow one inside it)."""
+    torch.manual_seed(0)
+    layer = make_layer(layer_class, impl, inputs).double()
+    x = torch.randn(5, 7, inputs, dtype=torch.float64)
+    h0 = torch.randn(5, layer.hidden_size, dtype=torch.float64)
+    results = {}
+    for form in ("reference", impl):
+        layer.impl = form
+        leaves = [x.clone().requires_grad_(), h0.clone().requires_grad_()]
+        states, last = layer(*leaves)
+        loss = states.square().mean() + last.sum()
+        results[form] = [states, *torch.autograd.grad(loss, [*leaves, *layer.parameters()])]
+    states, grad_x = results[impl][:2]
+    assert states.shape == (5, 7, layer.hidden_size) and states.is_contiguous()
+    assert grad_x.shape == x.shape and grad_x.is_contiguous()
+    for got, want in zip(results[impl], results["reference"], strict=True):
+        torch.testing.assert_close(got, want)
+
+
 def test_the_fast_forms_return_the_last_state_as_an_output_of_their_own():
     x = torch.rand(4, 6, 3)
     for layer_class, impl in FORMS:
         states, last = make_layer(layer_class, impl)(x)
         assert "Select" not in last.grad_fn.name(), (layer_class, impl)
         torch.testing.assert_close(last, states[:, -1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("layer_class", "impl"), FORMS, ids=FORM_IDS)
+def test_last_state_alone_equals_the_layers_second_output_in_values_and_gradients(
+    layer_class, impl
+):
+    """What SequenceModel reads for read_from="last" (the C++ form then writes no batch-first
+    states), against the layer's own output, float64."""
+    torch.manual_seed(0)
+    layer = make_layer(layer_class, impl).double()
+    x, h0 = torch.randn(5, 7, 3, dtype=torch.float64), torch.randn(5, layer.hidden_size).double()
+    results = []
+    for read in (lambda *a: layer(*a)[1], layer.last_state):
+        leaves = [x.clone().requires_grad_(), h0.clone().requires_grad_()]
+        last = read(*leaves)
+        results.append(
+            [last, *torch.autograd.grad(last.square().sum(), [*leaves, *layer.parameters()])]
+        )
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want)
 
 
 def recorded_impl(run: Path) -> str:

@@ -19,18 +19,10 @@ def make_readout(kind: str, hidden_size: int, output_size: int, mlp_hidden: int)
     )
 
 
-def batch_innermost(states: Tensor) -> bool:
-    """Whether (B, T, H) states are a view of time-major (T, H, B) storage, as the fast ring
-    forms return them."""
-    return states.shape[0] > 1 and states.stride(0) == 1
-
-
 def read_time_major(modules: list[nn.Module], states: Tensor) -> Tensor:
-    """The readout modules applied to every step of states (T, H, B), in that layout.
-
-    Each Linear is a batched product W @ states[t], so neither the states nor their gradient
-    (which arrives (T, H, B), as the fast forms take it) is ever transposed.
-    """
+    """The readout modules applied to every step of time-major outputs (T, F, B), in that
+    layout (as a fused readout returns them): each Linear is a batched product W @ states[t], so
+    neither they nor their gradient is ever transposed."""
     for module in modules:
         if isinstance(module, nn.Linear):
             weight = module.weight.expand(states.shape[0], *module.weight.shape)
@@ -43,10 +35,11 @@ def read_time_major(modules: list[nn.Module], states: Tensor) -> Tensor:
 class SequenceModel(nn.Module):
     """layer + readout. read_from="last" maps (B, T, I) to (B, out); "all" to (B, T, out).
 
-    The last state is read as the layer's own second output (the fast forms return it as a
-    tensor of its own, so no full-size gradient of the states is built). Every step is read by
-    the layer inside its loop where its form can (`read_every_step`: the first Linear of the
-    readout), else in the layout the layer stores its states in (see read_time_major).
+    The last state is read by the layer's `last_state` where it has one (else as its second
+    output): the fast forms return it as a tensor of its own, so no full-size gradient of the
+    states is built, and the C++ form then writes no batch-first states at all. Every step is
+    read by the layer inside its loop where its form can (`read_every_step`: the first Linear
+    of the readout), else from the layer's batch-first states.
     """
 
     def __init__(
@@ -66,13 +59,11 @@ class SequenceModel(nn.Module):
 
     def forward(self, x: Tensor, h0: Tensor | None = None) -> Tensor:
         if self.read_from == "last":
-            return self.readout(self.layer(x, h0)[1])
+            last = getattr(self.layer, "last_state", None)
+            return self.readout(last(x, h0) if last is not None else self.layer(x, h0)[1])
         modules = list(self.readout) if isinstance(self.readout, nn.Sequential) else [self.readout]
         read = getattr(self.layer, "read_every_step", None)
         first = read(x, modules[0], h0) if read is not None else None
         if first is not None:  # the layer read every step inside its loop
             return read_time_major(modules[1:], first).permute(2, 0, 1)
-        states, _ = self.layer(x, h0)
-        if batch_innermost(states):
-            return read_time_major(modules, states.permute(1, 2, 0)).permute(2, 0, 1)
-        return self.readout(states)
+        return self.readout(self.layer(x, h0)[0])

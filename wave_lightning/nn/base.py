@@ -91,6 +91,11 @@ class SimpleRecurrence(nn.Module):
         check_state(h0, x.shape[0], self.hidden_size)
         return h0
 
+    def last_state(self, x: Tensor, h0: Tensor | None = None) -> Tensor:
+        """The last state (B, hidden_size) alone, for a model that reads nothing else: forms
+        that can skip writing the states of every step do (the C++ one)."""
+        return self(x, h0)[1]
+
     def read_every_step(
         self, x: Tensor, readout: nn.Linear, h0: Tensor | None = None
     ) -> Tensor | None:

@@ -79,7 +79,7 @@ class RingRNN(SimpleRecurrence):
 
     def fast_recurrence(self, x: Tensor, h0: Tensor, impl: str) -> tuple[Tensor, Tensor]:
         """The hand-written BPTT form `impl` ("cpp" or "fast") of the ring recurrence."""
-        args = (x, h0, self.input.weight, self.drive_bias(), self.taps(), self.activation_name)
+        args = self.cpp_args(x, h0)
         return cpp_ring.cpp_ring_recurrence(*args)[:2] if impl == "cpp" else ring_recurrence(*args)
 
     def read_every_step(
@@ -90,8 +90,19 @@ class RingRNN(SimpleRecurrence):
         h0 = self.initial_state(x, h0)
         if self.resolve_impl(x) != "cpp":
             return None
-        args = (x, h0, self.input.weight, self.drive_bias(), self.taps(), self.activation_name)
-        return cpp_ring.cpp_ring_recurrence(*args, readout=(readout.weight, readout.bias))[2]
+        readout = (readout.weight, readout.bias)
+        return cpp_ring.cpp_ring_recurrence(*self.cpp_args(x, h0), readout, states=False)[2]
+
+    def last_state(self, x: Tensor, h0: Tensor | None = None) -> Tensor:
+        """The last state (B, H); the C++ form then skips writing the batch-first states."""
+        if self.resolve_impl(x) != "cpp":
+            return super().last_state(x, h0)
+        h0 = self.initial_state(x, h0)
+        return cpp_ring.cpp_ring_recurrence(*self.cpp_args(x, h0), states=False)[1]
+
+    def cpp_args(self, x: Tensor, h0: Tensor) -> tuple:
+        """The arguments of cpp_ring_recurrence (and ring_recurrence) for x and h0."""
+        return x, h0, self.input.weight, self.drive_bias(), self.taps(), self.activation_name
 
     def drive_bias(self) -> Tensor:
         """The input projection's bias plus every unit's ring bias, (C N,): one bias per step."""

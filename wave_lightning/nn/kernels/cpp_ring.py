@@ -28,9 +28,13 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .activations import ACTIVATION_CODES
-from .fast_ring import batch_first, last_state
+from .fast_ring import batch_first
 
 SOURCE = Path(__file__).with_name("csrc") / "ring_cpu.cpp"
+# From this input width on, the input projection V x_t + b runs as one GEMM over every step
+# before the loop (BLAS's rate) and the loop adds its result; narrower inputs are projected
+# inside the loop's product, where a few rows cost less than a full-size drive tensor.
+WIDE_INPUT = 32
 
 
 def cpu_tag() -> str:
@@ -151,29 +155,35 @@ def supports(x: Tensor) -> bool:
 
 
 class CppRingRecurrence(torch.autograd.Function):
-    """states (T, C, N, B) = act(U h_{t-1} + V x_t + bias) by the C++ loop, the last state
-    (B, C N) as its own output (so a last-state loss sends no full-size gradient) and, with
-    read_w (O, C N) and read_b (O,), the readout of every step (T, O, B) fused into the loop
-    (else an empty tensor); see ring_cpu.cpp."""
+    """The C++ loop's outputs: with `output`, the states (B, T, C, N), contiguous, of
+    act(U h_{t-1} + V x_t + bias) (or of a given drive x_t, where weight and bias are None; else
+    an empty tensor); the last state (B, C N) as its own output (so a last-state loss sends no
+    full-size gradient); with read_w (O, C N) and read_b (O,), the readout of every step
+    (T, O, B) fused into the loop (else an empty tensor). The backward reads the states it
+    keeps batch innermost, (T, C, N, B); see ring_cpu.cpp."""
 
     @staticmethod
-    def forward(ctx, x, h0, weight, bias, taps, read_w, read_b, activation: str):
+    def forward(ctx, x, h0, weight, bias, taps, read_w, read_b, activation: str, output: bool):
         code = ACTIVATION_CODES[activation]
-        states, read = extension().forward(x, h0, weight, bias, taps, code, read_w, read_b)
-        ctx.save_for_backward(x, h0, weight, states, taps, read_w)
+        kept, read, states = extension().forward(
+            x, h0, weight, bias, taps, code, read_w, read_b, output
+        )
+        ctx.save_for_backward(x, h0, weight, kept, taps, read_w)
         ctx.code = code
         ctx.set_materialize_grads(False)
-        return states, last_state(states), x.new_empty(0) if read is None else read
+        last = kept[-1].flatten(0, 1).t().clone(memory_format=torch.contiguous_format)
+        empty = x.new_empty(0)
+        return states if output else empty, last, empty if read is None else read
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_states, grad_last, grad_read):
-        x, h0, weight, states, taps, read_w = ctx.saved_tensors
+        x, h0, weight, kept, taps, read_w = ctx.saved_tensors
         wanted = list(ctx.needs_input_grad[:7])
         grads = extension().backward(
-            grad_states, grad_last, grad_read, read_w, x, h0, weight, states, taps, ctx.code, wanted
+            grad_states, grad_last, grad_read, read_w, x, h0, weight, kept, taps, ctx.code, wanted
         )
-        return (*grads, None)
+        return (*grads, None, None)
 
 
 def cpp_ring_recurrence(
@@ -184,12 +194,16 @@ def cpp_ring_recurrence(
     taps: Tensor,
     activation: str,
     readout: tuple[Tensor, Tensor] | None = None,
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """States (B, T, C N), the last state (B, C N) and, for readout = (W (O, C N), b (O,)), the
-    readout W h_t + b of every step as (T, O, B) (else None), for x (B, T, I), h0 (B, C N), on
-    the CPU: the wRNN's tied taps (K, C, C) or LocalRNN's untied taps (K, N, C, C).
+    states: bool = True,
+) -> tuple[Tensor | None, Tensor, Tensor | None]:
+    """States (B, T, C N), contiguous (None unless `states`: a caller that reads only the last
+    state or the readout skips writing them), the last state (B, C N) and, for
+    readout = (W (O, C N), b (O,)), the readout W h_t + b of every step as (T, O, B) (else
+    None), for x (B, T, I), h0 (B, C N), on the CPU: the wRNN's tied taps (K, C, C) or
+    LocalRNN's untied taps (K, N, C, C).
 
-    The same contract as fast_ring.ring_recurrence: drive_bias holds every bias.
+    The same contract as fast_ring.ring_recurrence: drive_bias holds every bias. An input of
+    WIDE_INPUT or more features is projected before the loop.
     """
     if not supports(x):
         raise RuntimeError(
@@ -198,13 +212,16 @@ def cpp_ring_recurrence(
         )
     batch = x.shape[0]
     h0 = h0.view(batch, taps.shape[-1], -1).permute(1, 2, 0)  # (C, N, B)
+    if x.shape[-1] >= WIDE_INPUT:
+        x, input_weight, drive_bias = F.linear(x, input_weight, drive_bias), None, None
     extra = -batch % extension().batch_multiple(x)  # the kernel takes whole vectors of sequences
     if extra:
         x, h0 = F.pad(x, (0, 0, 0, 0, 0, extra)), F.pad(h0, (0, extra))
     read_w, read_b = readout if readout is not None else (None, None)
-    states, last, read = CppRingRecurrence.apply(
-        x, h0.contiguous(), input_weight, drive_bias, taps.contiguous(), read_w, read_b, activation
-    )
+    out, last, read = CppRingRecurrence.apply(
+        x, h0.contiguous(), input_weight, drive_bias, taps.contiguous(), read_w, read_b,
+        activation, states,
+    )  # fmt: skip
     if extra:
-        states, last, read = states[..., :batch], last[:batch], read[..., :batch]
-    return batch_first(states), last, read if readout is not None else None
+        out, last, read = out[:batch], last[:batch], read[..., :batch]
+    return batch_first(out) if states else None, last, read if readout is not None else None

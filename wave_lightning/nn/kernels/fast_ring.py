@@ -1,14 +1,15 @@
 """The wRNN recurrence with a hand-written BPTT: small GEMMs per kernel tap per step, no graph.
 
-Layout: batch innermost and time major. The states are stored (T, C, N, B); the layer's
-(B, T, C N) output is a permuted view of them, as torch.nn.RNN returns for batch_first. Inside
-a step the state sits in a step buffer (C, N + 2p, B) (p = K // 2) with p circular halo cells on
-each side of each ring. A state shifted by a kernel tap is then a column window of a
-(C, (N + 2p) B) matrix, so a step of the circular convolution is K GEMMs (C x C) @ (C x N B) on
-strided views, without copies. The input projection runs inside the loop, straight into the
-state being computed, and the backward walks the steps with rolling step buffers, accumulating
-every weight and input gradient while the step is in cache: besides the output and the input
-gradient nothing of full (T, B, H) size is allocated, so no fresh pages fault inside the loop.
+Layout: a step is computed batch innermost, in a step buffer (C, N + 2p, B) (p = K // 2) with p
+circular halo cells on each side of each ring, and stored into the states (B, T, C, N), batch
+first and contiguous like torch.nn.GRU(batch_first=True)'s output; the backward reads each
+step's states and gradient back into step buffers. A state shifted by a kernel tap is a column
+window of a (C, (N + 2p) B) matrix, so a step of the circular convolution is K GEMMs
+(C x C) @ (C x N B) on strided views, without copies. The input projection runs inside the
+loop, straight into the state being computed, and the backward walks the steps with rolling
+step buffers, accumulating every weight and input gradient while the step is in cache: besides
+the output and the input gradient nothing of full (B, T, H) size is allocated, so no fresh pages
+fault inside the loop.
 """
 
 import torch
@@ -107,10 +108,11 @@ class RingRecurrence(torch.autograd.Function):
     """states = act(U h_{t-1} + V x_t + bias), U a ring operator given by taps and ops.
 
     x (B, T, I); h0 (B, C, N); input_weight V (C N, I); drive_bias (C N,) holds every bias;
-    ops is TiedTaps or LocalTaps; returns the states (T, C, N, B) and, as its own output, the
+    ops is TiedTaps or LocalTaps; returns the states (B, T, C, N) and, as its own output, the
     last state (B, C N), so that a loss on the last state alone sends no full-size gradient
     (grad_states is then None). The input projection runs step by step into the state being
-    computed, so no full-size drive tensor exists.
+    computed, so no full-size drive tensor exists. A state's view in the step layout:
+    `step_view`.
     """
 
     @staticmethod
@@ -127,16 +129,17 @@ class RingRecurrence(torch.autograd.Function):
         batch, steps, _ = x.shape
         n_ch, n_hid = h0.shape[1:]
         pad = taps.shape[0] // 2
-        states = x.new_empty(steps, n_ch, n_hid, batch)
+        states = x.new_empty(batch, steps, n_ch, n_hid)
         h0 = h0.permute(1, 2, 0)
         prev, cur = (x.new_empty(n_ch, n_hid + 2 * pad, batch) for _ in range(2))
         load_(prev, h0, pad)
         bias = drive_bias[:, None]
+        z = x.new_empty(n_ch, n_hid, batch)
         for t in range(steps):
-            z = states[t]
             torch.addmm(bias, input_weight, x[:, t].t(), out=z.view(-1, batch))
             ops.convolve_(z, taps, prev)
             activate_(z, activation)
+            step_view(states, t).copy_(z)
             load_(cur, z, pad)
             prev, cur = cur, prev
         ctx.save_for_backward(x, h0, input_weight, states, taps)
@@ -148,7 +151,7 @@ class RingRecurrence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_states: Tensor | None, grad_last: Tensor | None):
         x, h0, input_weight, states, taps = ctx.saved_tensors
-        steps, n_ch, n_hid, batch = states.shape
+        batch, steps, n_ch, n_hid = states.shape
         pad = taps.shape[0] // 2
         grads = InputGrads(ctx, x, input_weight)
         grad_taps = torch.zeros_like(taps) if ctx.needs_input_grad[4] else None
@@ -159,11 +162,11 @@ class RingRecurrence(torch.autograd.Function):
             step_grad_(dz, grad_states, grad_last if t == steps - 1 else None, t)
             if t + 1 < steps:
                 ctx.ops.convolve_transposed_(dz, adjoint, later)
-            times_derivative_(dz, states[t], ctx.activation)
+            times_derivative_(dz, step_view(states, t), ctx.activation)
             load_(here, dz, pad)
             grads.add_(t, dz.view(-1, batch))
             if grad_taps is not None:
-                load_(before, states[t - 1] if t else h0, pad)
+                load_(before, step_view(states, t - 1) if t else h0, pad)
                 ctx.ops.add_weight_grad_(grad_taps, dz, before)
             later, here = here, later
         grad_h0 = None
@@ -202,20 +205,24 @@ class InputGrads:
         return None if self.weight_t_grad is None else self.weight_t_grad.t()
 
 
+def step_view(states: Tensor, t: int) -> Tensor:
+    """Step t of the states (B, T, C, N) as a (C, N, B) view, the step buffers' layout."""
+    return states[:, t].permute(1, 2, 0)
+
+
 def last_state(states: Tensor) -> Tensor:
-    """The last of the time-major states (T, C, N, B) as a new (B, C N) tensor."""
-    steps, n_ch, n_hid, batch = states.shape
-    return states[-1].view(n_ch * n_hid, batch).t().contiguous()
+    """The last of the states (B, T, C, N) as a new (B, C N) tensor."""
+    return states[:, -1].flatten(1).clone(memory_format=torch.contiguous_format)
 
 
 def step_grad_(dz: Tensor, grad_states: Tensor | None, grad_last: Tensor | None, t: int) -> None:
-    """dz (C, N, B) = dL/dh_t from the gradient of the states (T, C, N, B) and grad_last, the
+    """dz (C, N, B) = dL/dh_t from the gradient of the states (B, T, C, N) and grad_last, the
     gradient of the last state (B, C N) (None unless t is the last step); either may be None
     (not used by the loss)."""
     if grad_states is None:
         dz.zero_()
     else:
-        dz.copy_(grad_states[t])
+        dz.copy_(step_view(grad_states, t))
     if grad_last is not None:
         dz += grad_last.t().reshape(dz.shape)
 
@@ -223,8 +230,8 @@ def step_grad_(dz: Tensor, grad_states: Tensor | None, grad_last: Tensor | None,
 def ring_recurrence(
     x: Tensor, h0: Tensor, input_weight: Tensor, drive_bias: Tensor, taps: Tensor, activation: str
 ) -> tuple[Tensor, Tensor]:
-    """States (B, T, C N) of a ring network for inputs x (B, T, I), a view of time-major storage,
-    and the last state (B, C N).
+    """States (B, T, C N) of a ring network for inputs x (B, T, I), contiguous, and the last
+    state (B, C N).
 
     input_weight (C N, I) is V; drive_bias (C N,) is V's bias plus the ring bias of every unit;
     taps is (K, C, C) for the wRNN's tied kernel or (K, N, C, C) for untied (local) weights;
@@ -240,6 +247,5 @@ def ring_recurrence(
 
 
 def batch_first(states: Tensor) -> Tensor:
-    """Time-major states (T, C, N, B) as the layer's (B, T, C N) output, a view."""
-    steps, n_ch, n_hid, batch = states.shape
-    return states.view(steps, n_ch * n_hid, batch).permute(2, 0, 1)
+    """States (B, T, C, N) as the layer's (B, T, C N) output, a view."""
+    return states.flatten(2)

@@ -1,10 +1,14 @@
 // The wRNN (tied taps) and LocalRNN (untied taps) recurrence on the CPU, forward and
 // hand-written BPTT, the whole time loop in C++.
 //
-// Layout as in fast_ring.py: states (T, C, N, B), batch innermost, B a multiple of the vector
-// width (the caller pads). The batch is cut into one slice per thread, and each thread runs the
-// whole time loop on its slice: sequences are independent, so the threads never wait for each
-// other; the weight gradients are summed over the slices at the end.
+// Layout as in fast_ring.py's step buffers: the states the backward reads are kept (T, C, N, B),
+// batch innermost, B a multiple of the vector width (the caller pads). Where the caller wants
+// the states (a layer's output), each step is also transposed, while it is in cache, into an
+// output (B, T, C, N), batch first and contiguous like torch.nn.GRU(batch_first=True)'s, so
+// that whatever the caller does with it runs at contiguous speed; the backward transposes each
+// step of the gradient it sends back the same way. The batch is cut into one slice per thread,
+// and each thread runs the whole time loop on its slice: sequences are independent, so the
+// threads never wait for each other; the weight gradients are summed over the slices at the end.
 //
 // A step is a register-blocked product: for each ring position, a block of kCB output channels
 // times kNV vectors of the batch sits in registers while the K x C taps of the previous state
@@ -15,6 +19,10 @@
 // positions, x's by the product with V^T, V's by vector sums (a wide input's by one BLAS
 // call), the bias's by vector sums.
 // The states' memory is kept for the next call of the same size (StatesCache).
+//
+// Without V (weight None) x is the drive V x_t + bias itself, (B, T, H), computed by the caller
+// in one GEMM (for a wide input, which the per-step product would run far below BLAS's rate);
+// each step's tile then starts from the drive's, and the backward returns dz as x's gradient.
 //
 // Optionally a readout of every step, y_t = W h_t + b (W (O, H)), is fused in: forwards the
 // same product on the step just computed, backwards W^T dy_t as one more term of dz_t's
@@ -34,6 +42,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -81,6 +90,61 @@ inline V in_register(V v) {
   asm("" : "+v"(v));
 #endif
   return v;
+}
+
+// The W x W block held in v (row r in v[r]) transposed in registers: log2(W) stages, each
+// swapping the off-diagonal k x k sub-blocks of every 2k x 2k block by two-source shuffles.
+template <typename T>
+inline void transpose_block(typename Simd<T>::Vec (&v)[Simd<T>::W]) {
+#if defined(__GNUC__) && !defined(__clang__)
+  constexpr int64_t W = Simd<T>::W;
+  using Index = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  typedef Index Mask __attribute__((vector_size(kBytes)));
+#pragma GCC unroll 8
+  for (int64_t k = W / 2; k >= 1; k /= 2) {
+    Mask lo, hi;
+#pragma GCC unroll 16
+    for (int64_t c = 0; c < W; ++c) {
+      lo[c] = (c & k) ? W + (c ^ k) : c;
+      hi[c] = (c & k) ? W + c : (c ^ k);
+    }
+#pragma GCC unroll 16
+    for (int64_t r = 0; r < W; ++r) {
+      if (r & k) continue;
+      const auto a = v[r], b = v[r + k];
+      v[r] = __builtin_shuffle(a, b, lo);
+      v[r + k] = __builtin_shuffle(a, b, hi);
+    }
+  }
+#else
+  constexpr int64_t W = Simd<T>::W;
+  for (int64_t r = 0; r < W; ++r) {
+    for (int64_t c = r + 1; c < W; ++c) std::swap(v[r][c], v[c][r]);
+  }
+#endif
+}
+
+// out[i os + j] = in[j is + i] for i < rows, j < cols: between a step's tile (rows of the batch
+// innermost) and the batch-first states (rows of H), by W x W blocks in registers (the edges
+// element by element).
+template <typename T>
+void transpose(T* out, int64_t os, const T* in, int64_t is, int64_t rows, int64_t cols) {
+  using S = Simd<T>;
+  constexpr int64_t W = S::W;
+  const int64_t full_i = rows / W * W, full_j = cols / W * W;
+  for (int64_t j0 = 0; j0 < full_j; j0 += W) {
+    for (int64_t i0 = 0; i0 < full_i; i0 += W) {
+      typename S::Vec v[W];
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < W; ++j) v[j] = S::load(in + (j0 + j) * is + i0);
+      transpose_block<T>(v);
+#pragma GCC unroll 16
+      for (int64_t i = 0; i < W; ++i) S::store(out + (i0 + i) * os + j0, v[i]);
+    }
+  }
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = i < full_i ? full_j : 0; j < cols; ++j) out[i * os + j] = in[j * is + i];
+  }
 }
 
 // (n + shift) mod N for |shift| < N, without a division.
@@ -335,12 +399,14 @@ void for_slices(const std::vector<int64_t>& bounds, const F& fn) {
 
 // Memory for the states, kept for the next call of the same size. Training allocates states
 // of one size every step, and fresh memory must be faulted in and zeroed by the kernel, which
-// cost about 40% of the forward at psMNIST scale here (on 4 KiB pages 5x more). So the block
-// freed last is kept and handed out again for the same size (one block: a different size frees
-// it); blocks are 2 MiB aligned and on transparent huge pages. empty_cache() releases it.
+// cost about 40% of the forward at psMNIST scale here (on 4 KiB pages 5x more). So the blocks
+// freed last (at most kKeep: the kept states and the batch-first output) are kept and handed
+// out again for the same size (a block of another size is freed when one is given back beyond
+// kKeep); blocks are 2 MiB aligned and on transparent huge pages. empty_cache() releases them.
 class StatesCache {
  public:
   static constexpr size_t kHuge = size_t(2) << 20;
+  static constexpr size_t kKeep = 2;
 
   static StatesCache& get() {
     static auto* cache = new StatesCache();  // never destroyed: tensors may outlive statics
@@ -350,8 +416,12 @@ class StatesCache {
   void* take(size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (block_ && bytes_ == bytes) return std::exchange(block_, nullptr);
-      std::free(std::exchange(block_, nullptr));
+      for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+        if (it->second != bytes) continue;
+        void* block = it->first;
+        kept_.erase(it);
+        return block;
+      }
     }
     void* block = std::aligned_alloc(kHuge, bytes);
     TORCH_CHECK(block, "ring_cpu: out of memory allocating ", bytes, " bytes for the states");
@@ -363,19 +433,22 @@ class StatesCache {
 
   void give(void* block, size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    std::free(std::exchange(block_, block));
-    bytes_ = bytes;
+    kept_.emplace_back(block, bytes);
+    if (kept_.size() > kKeep) {  // the oldest goes
+      std::free(kept_.front().first);
+      kept_.erase(kept_.begin());
+    }
   }
 
   void clear() {
     std::lock_guard<std::mutex> lock(mutex_);
-    std::free(std::exchange(block_, nullptr));
+    for (const auto& kept : kept_) std::free(kept.first);
+    kept_.clear();
   }
 
  private:
   std::mutex mutex_;
-  void* block_ = nullptr;
-  size_t bytes_ = 0;
+  std::vector<std::pair<void*, size_t>> kept_;
 };
 
 torch::Tensor cached_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
@@ -406,6 +479,21 @@ torch::Tensor adjoint_taps(const torch::Tensor& taps) {
   return at::stack(shifted, 1).contiguous();  // (N, K, C, C)
 }
 
+// x (B, T, I) as (T, I, B): a step's inputs as rows, the steps transposed in parallel.
+torch::Tensor time_major(const torch::Tensor& x) {
+  const int64_t B = x.size(0), T = x.size(1), I = x.size(2);
+  auto src = x.contiguous();
+  auto out = at::empty({T, I, B}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "time_major", [&] {
+    const scalar_t* in = src.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) transpose(o + t * I * B, B, in + t * I, T * I, I, B);
+    });
+  });
+  return out;
+}
+
 void check_batch(int64_t B, int64_t W) {
   TORCH_CHECK(B % W == 0, "ring_cpu: the batch (", B, ") must be a multiple of ", W,
               " (the caller pads it)");
@@ -416,20 +504,27 @@ void check_batch(int64_t B, int64_t W) {
 // Width in elements to which the caller pads the batch, for this dtype.
 int64_t batch_multiple(torch::Tensor x) { return kBytes / x.element_size(); }
 
-// states (T, C, N, B) = act(U h_{t-1} + V x_t + bias); x (B, T, I), h0 (C, N, B), taps (K, C, C);
-// with read_w (O, C N) and read_b (O,) also the readout of every step, (T, O, B).
-std::vector<torch::Tensor> ring_forward(torch::Tensor x, torch::Tensor h0, torch::Tensor weight,
-                                        torch::Tensor bias, torch::Tensor taps, int64_t act,
+// states (B, T, C, N) = act(U h_{t-1} + V x_t + bias); x (B, T, I), h0 (C, N, B), taps (K, C, C);
+// without weight and bias, act(U h_{t-1} + x_t) for the drive x (B, T, C N);
+// with read_w (O, C N) and read_b (O,) also the readout of every step, (T, O, B); with output,
+// the states batch first (B, T, C, N) as well.
+std::vector<torch::Tensor> ring_forward(torch::Tensor x, torch::Tensor h0,
+                                        std::optional<torch::Tensor> weight,
+                                        std::optional<torch::Tensor> bias, torch::Tensor taps,
+                                        int64_t act,
                                         std::optional<torch::Tensor> read_w,
-                                        std::optional<torch::Tensor> read_b) {
+                                        std::optional<torch::Tensor> read_b, bool output) {
   const int64_t B = x.size(0), T = x.size(1), I = x.size(2), K = taps.size(0);
-  const int64_t C = taps.size(-1), N = h0.size(1), R = K * C, size = C * N * B;
+  const int64_t C = taps.size(-1), N = h0.size(1), R = K * C, H = C * N, size = H * B;
   const int64_t per_position = taps.dim() == 4 ? R * C : 0;  // untied taps move with n
   check_batch(B, batch_multiple(x));
-  auto xt = x.permute({1, 2, 0}).contiguous();  // (T, I, B): a step's inputs as rows
-  auto v = weight.contiguous(), b = bias.contiguous(), h = h0.contiguous();
+  const bool drive = !weight;
+  auto xt = drive ? x.contiguous() : time_major(x);  // the drive (B, T, H), or (T, I, B)
+  auto v = drive ? torch::Tensor() : weight->contiguous(), h = h0.contiguous();
+  auto b = drive ? torch::Tensor() : bias->contiguous();
   auto packed = forward_taps(taps);
   auto states = cached_empty({T, C, N, B}, x.options());
+  auto out = output ? cached_empty({B, T, C, N}, x.options()) : torch::Tensor();
   const int64_t O = read_w ? read_w->size(0) : 0;
   auto rw = read_w ? read_w->contiguous() : torch::Tensor();
   auto rb = read_b ? read_b->contiguous() : torch::Tensor();
@@ -438,18 +533,21 @@ std::vector<torch::Tensor> ring_forward(torch::Tensor x, torch::Tensor h0, torch
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ring_forward", [&] {
     scalar_t* s = states.data_ptr<scalar_t>();
     const scalar_t* xs = xt.data_ptr<scalar_t>();
-    const scalar_t *vs = v.data_ptr<scalar_t>(), *bs = b.data_ptr<scalar_t>();
+    const scalar_t* vs = drive ? nullptr : v.data_ptr<scalar_t>();
+    const scalar_t* bs = drive ? nullptr : b.data_ptr<scalar_t>();
     const scalar_t* w = packed.data_ptr<scalar_t>();
     for_slices(slices(B, Simd<scalar_t>::W), [&](int64_t, int64_t b0, int64_t b1) {
       for (int64_t t = 0; t < T; ++t) {
         const scalar_t* prev = t ? s + (t - 1) * size : h.data_ptr<scalar_t>();
+        scalar_t* cur = s + t * size;
+        if (drive) transpose(cur + b0, B, xs + b0 * T * H + t * H, T * H, H, b1 - b0);
         for (int64_t n = 0; n < N; ++n) {
-          const Target<scalar_t> o{s + t * size + n * B, N * B, nullptr, bs + n, N, nullptr,
-                                   static_cast<int>(act)};
+          const Target<scalar_t> o{cur + n * B, N * B, drive ? cur + n * B : nullptr,
+                                   drive ? nullptr : bs + n, N, nullptr, static_cast<int>(act)};
+          const Rows<scalar_t> ring{prev, offs.data() + n * R, R, w + n * per_position, C, 1};
           const Rows<scalar_t> terms[2] = {
-              {xs + t * I * B, x_offs.data(), I, vs + n * I, 1, N * I},
-              {prev, offs.data() + n * R, R, w + n * per_position, C, 1}};
-          product<scalar_t>(o, terms, 2, C, b0, b1);
+              ring, {xs + t * I * B, x_offs.data(), I, drive ? nullptr : vs + n * I, 1, N * I}};
+          product<scalar_t>(o, terms, drive ? 1 : 2, C, b0, b1);
         }
         // ATen's vectorized tanh, once per step (a scalar std::tanh per element cost more
         // than the step's products)
@@ -457,24 +555,27 @@ std::vector<torch::Tensor> ring_forward(torch::Tensor x, torch::Tensor h0, torch
         if (O) {  // y_t = W h_t + b
           const Target<scalar_t> o{y.data_ptr<scalar_t>() + t * O * B, B, nullptr,
                                    rb.data_ptr<scalar_t>(), 1, nullptr, kIdentity};
-          const Rows<scalar_t> h_rows{s + t * size, rows.data(), C * N, rw.data_ptr<scalar_t>(),
-                                      1, C * N};
+          const Rows<scalar_t> h_rows{cur, rows.data(), H, rw.data_ptr<scalar_t>(), 1, H};
           product<scalar_t>(o, &h_rows, 1, O, b0, b1);
+        }
+        if (output) {  // out[b, t] = h_t[:, b]
+          transpose(out.data_ptr<scalar_t>() + b0 * T * H + t * H, T * H, cur + b0, B, b1 - b0, H);
         }
       }
     });
   });
-  return {states, y};
+  return {states, y, out};
 }
 
-// Gradients of x, h0 (C, N, B), V, bias, taps, read_w and read_b for grad_states (T, C, N, B),
+// Gradients of x, h0 (C, N, B), V, bias, taps, read_w and read_b for grad_states (B, T, C, N)
+// (the batch-first output's),
 // grad_last (B, C N), the last state's, and grad_y (T, O, B), the fused readout's (each may be
 // None: not used by the loss); undefined tensors for those not wanted.
 std::vector<torch::Tensor> ring_backward(std::optional<torch::Tensor> grad_states,
                                          std::optional<torch::Tensor> grad_last,
                                          std::optional<torch::Tensor> grad_y,
                                          std::optional<torch::Tensor> read_w, torch::Tensor x,
-                                         torch::Tensor h0, torch::Tensor weight,
+                                         torch::Tensor h0, std::optional<torch::Tensor> weight,
                                          torch::Tensor states, torch::Tensor taps, int64_t act,
                                          std::vector<bool> wanted) {
   const int64_t T = states.size(0), C = states.size(1), N = states.size(2), B = states.size(3);
@@ -483,15 +584,18 @@ std::vector<torch::Tensor> ring_backward(std::optional<torch::Tensor> grad_state
   const int64_t per_position = untied ? R * C : 0, positions = untied ? N : 1;
   check_batch(B, batch_multiple(x));
   auto adjoint = adjoint_taps(taps);
-  auto xt = wanted[2] ? x.permute({1, 2, 0}).contiguous() : torch::Tensor();  // (T, I, B)
-  auto v = weight.contiguous(), h = h0.contiguous();
+  const bool drive = !weight;  // x is the drive: its gradient is dz
+  auto xt = wanted[2] ? time_major(x) : torch::Tensor();  // (T, I, B)
+  auto v = drive ? torch::Tensor() : weight->contiguous(), h = h0.contiguous();
+  auto g = grad_states ? grad_states->contiguous() : torch::Tensor();  // (B, T, H)
   auto later = at::empty({H, B}, states.options()), here = at::empty_like(later);
+  auto grad_x_tile = wanted[0] && !drive ? at::empty({I, B}, x.options()) : torch::Tensor();
   auto last = grad_last ? grad_last->t() : torch::Tensor();  // (H, B)
   const int64_t O = grad_y ? grad_y->size(1) : 0;
   auto dy = grad_y ? grad_y->contiguous() : torch::Tensor();
   auto rw = grad_y ? read_w->contiguous() : torch::Tensor();
   const bool want_rw = O && wanted[5], want_rb = O && wanted[6];
-  auto grad_xt = wanted[0] ? at::empty({T, I, B}, x.options()) : torch::Tensor();
+  auto grad_x = wanted[0] ? at::empty({B, T, I}, x.options()) : torch::Tensor();
   auto grad_h0 = wanted[1] ? at::empty_like(h) : torch::Tensor();
   const auto bounds = slices(B, batch_multiple(x));
   const int64_t count = static_cast<int64_t>(bounds.size()) - 1;
@@ -509,7 +613,7 @@ std::vector<torch::Tensor> ring_backward(std::optional<torch::Tensor> grad_state
     using S = Simd<scalar_t>;
     const scalar_t* s = states.data_ptr<scalar_t>();
     const scalar_t* u = adjoint.data_ptr<scalar_t>();
-    const scalar_t* vs = v.data_ptr<scalar_t>();
+    const scalar_t* vs = drive ? nullptr : v.data_ptr<scalar_t>();
     for_slices(bounds, [&](int64_t slice, int64_t b0, int64_t b1) {
       std::vector<typename S::Vec> acc_taps(wanted[4] ? positions * C * R : 0);
       std::vector<typename S::Vec> acc_b(wanted[3] ? H : 0);
@@ -518,21 +622,23 @@ std::vector<torch::Tensor> ring_backward(std::optional<torch::Tensor> grad_state
       torch::Tensor next_buffer = later.narrow(1, b0, b1 - b0);
       torch::Tensor buffer = here.narrow(1, b0, b1 - b0);
       scalar_t *next = later.data_ptr<scalar_t>(), *dz = here.data_ptr<scalar_t>();
+      const int64_t TH = T * H;
       for (int64_t t = T - 1; t >= 0; --t) {
-        // g_t's slice, any strides (a (B, T, H) gradient arrives transposed): ATen's copy;
-        // with no gradient of the states (a last-state loss) g_t is zero but at the last step
+        // g_t's tile; with no gradient of the states (a last-state loss) g_t is zero but at
+        // the last step
         const bool at_last = last.defined() && t == T - 1, given = grad_states || at_last;
         const scalar_t* dy_t = O ? dy.data_ptr<scalar_t>() + t * O * B : nullptr;
         if (grad_states) {
-          buffer.copy_((*grad_states)[t].reshape({H, B}).narrow(1, b0, b1 - b0));
+          transpose(dz + b0, B, g.data_ptr<scalar_t>() + b0 * TH + t * H, TH, H, b1 - b0);
           if (at_last) buffer.add_(last.narrow(1, b0, b1 - b0));
         } else if (at_last) {
           buffer.copy_(last.narrow(1, b0, b1 - b0));
         }
+        const scalar_t *h_t = s + t * size, *prev = t ? h_t - size : h.data_ptr<scalar_t>();
         for (int64_t n = 0; n < N; ++n) {  // dz_t = (g_t + U^T dz_{t+1}) act'(h_t)
           const int64_t at = n * B;
           const Target<scalar_t> o{dz + at, N * B, given ? dz + at : nullptr, nullptr, 0,
-                                   s + t * size + at, static_cast<int>(act)};
+                                   h_t + at, static_cast<int>(act)};
           const Rows<scalar_t> ring{next, offs.data() + n * R, R, u + n * per_position, C, 1};
           // W^T dy_t at position n: W[o, c N + n] for output o, channel c
           const Rows<scalar_t> read{dy_t, y_rows.data(), O, O ? rw.data_ptr<scalar_t>() + n : nullptr,
@@ -541,18 +647,22 @@ std::vector<torch::Tensor> ring_backward(std::optional<torch::Tensor> grad_state
           product<scalar_t>(o, terms, (t + 1 < T) + (O > 0), C, b0, b1);
         }
         if (want_rw) {  // W's: sum_b dy_t[o, b] h_t[row, b], blocked like the taps'
-          tap_grad(acc_rw.data(), dy_t, s + t * size, rows.data(), O, 1, B, H, false, b0, b1);
+          tap_grad(acc_rw.data(), dy_t, h_t, rows.data(), O, 1, B, H, false, b0, b1);
         }
         if (want_rb) bias_grad(acc_rb.data(), dy_t, O, B, b0, b1);
         if (wanted[4]) {
-          const scalar_t* prev = t ? s + (t - 1) * size : h.data_ptr<scalar_t>();
           tap_grad(acc_taps.data(), dz, prev, offs.data(), C, N, B, R, untied, b0, b1);
         }
-        if (wanted[0]) {  // grad x_t[i, :] = sum_row V[row, i] dz[row, :]
-          const Target<scalar_t> o{grad_xt.data_ptr<scalar_t>() + t * I * B, B, nullptr,
-                                   nullptr, 0, nullptr, kIdentity};
+        if (wanted[0] && drive) {  // the drive's gradient is dz itself
+          transpose(grad_x.data_ptr<scalar_t>() + b0 * T * I + t * I, T * I, dz + b0, B, b1 - b0,
+                    I);
+        } else if (wanted[0]) {  // grad x_t[i, :] = sum_row V[row, i] dz[row, :], batch first
+          scalar_t* tile = grad_x_tile.data_ptr<scalar_t>();
+          const Target<scalar_t> o{tile, B, nullptr, nullptr, 0, nullptr, kIdentity};
           const Rows<scalar_t> dz_rows{dz, rows.data(), H, vs, I, 1};
           product<scalar_t>(o, &dz_rows, 1, I, b0, b1);
+          transpose(grad_x.data_ptr<scalar_t>() + b0 * T * I + t * I, T * I, tile + b0, B,
+                    b1 - b0, I);
         }
         if (v_by_sums) {  // V's: sum_b dz[row, b] x_t[i, b], blocked like the taps'
           tap_grad(acc_v.data(), dz, xt.data_ptr<scalar_t>() + t * I * B, x_offs.data(), H, 1, B, I,
@@ -583,7 +693,7 @@ std::vector<torch::Tensor> ring_backward(std::optional<torch::Tensor> grad_state
     });
   });
   return {
-      wanted[0] ? grad_xt.permute({2, 0, 1}) : torch::Tensor(),  // (B, T, I)
+      grad_x,  // (B, T, I), or undefined
       grad_h0,
       wanted[2] ? grad_v.sum(0) : torch::Tensor(),
       wanted[3] ? grad_b.sum(0) : torch::Tensor(),
