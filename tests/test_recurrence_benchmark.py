@@ -69,7 +69,9 @@ def test_training_step_benchmark_times_whole_steps_side_by_side(tmp_path, capsys
     assert rows["wrnn-cpp"]["x_gru"] == pytest.approx(
         (times["gru"][0] / cpp[0] + times["gru"][1] / cpp[1]) / 2
     )
-    assert "| mnist1d | wrnn-cpp |" in capsys.readouterr().out
+    assert 0 < rows["wrnn-cpp"]["boundary_share"] < 1  # profiled: the C++ Function's events
+    assert rows["wrnn-reference"]["boundary_share"] is None and rows["gru"]["use"] == "task"
+    assert "| mnist1d | task | wrnn-cpp |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("shape", ["copy30", "adding100", "mnist1d"])
