@@ -34,7 +34,7 @@ SOURCE = Path(__file__).with_name("csrc") / "ring_cpu.cpp"
 # From this input width on, the input projection V x_t + b runs as one GEMM over every step
 # before the loop (BLAS's rate) and the loop adds its result; narrower inputs are projected
 # inside the loop's product, where a few rows cost less than a full-size drive tensor.
-WIDE_INPUT = 32
+WIDE_INPUT = 128
 
 
 def cpu_tag() -> str:
