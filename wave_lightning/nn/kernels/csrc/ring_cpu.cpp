@@ -147,6 +147,20 @@ void transpose(T* out, int64_t os, const T* in, int64_t is, int64_t rows, int64_
   }
 }
 
+// Step t of the batch slice [b0, b1) of a batch-first seq (B, T, F) into the tile (F, B) (rows
+// of the batch innermost), and back: the moves between the loop's layout and the caller's.
+template <typename T>
+void step_to_tile(T* tile, const T* seq, int64_t t, int64_t steps, int64_t F, int64_t B,
+                  int64_t b0, int64_t b1) {
+  transpose(tile + b0, B, seq + (b0 * steps + t) * F, steps * F, F, b1 - b0);
+}
+
+template <typename T>
+void tile_to_step(T* seq, const T* tile, int64_t t, int64_t steps, int64_t F, int64_t B,
+                  int64_t b0, int64_t b1) {
+  transpose(seq + (b0 * steps + t) * F, steps * F, tile + b0, B, b1 - b0, F);
+}
+
 // (n + shift) mod N for |shift| < N, without a division.
 inline int64_t wrap(int64_t n, int64_t shift, int64_t N) {
   const int64_t m = n + shift;
@@ -488,7 +502,7 @@ torch::Tensor time_major(const torch::Tensor& x) {
     const scalar_t* in = src.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) transpose(o + t * I * B, B, in + t * I, T * I, I, B);
+      for (int64_t t = t0; t < t1; ++t) step_to_tile(o + t * I * B, in, t, T, I, B, 0, B);
     });
   });
   return out;
@@ -540,7 +554,7 @@ std::vector<torch::Tensor> ring_forward(torch::Tensor x, torch::Tensor h0,
       for (int64_t t = 0; t < T; ++t) {
         const scalar_t* prev = t ? s + (t - 1) * size : h.data_ptr<scalar_t>();
         scalar_t* cur = s + t * size;
-        if (drive) transpose(cur + b0, B, xs + b0 * T * H + t * H, T * H, H, b1 - b0);
+        if (drive) step_to_tile(cur, xs, t, T, H, B, b0, b1);
         for (int64_t n = 0; n < N; ++n) {
           const Target<scalar_t> o{cur + n * B, N * B, drive ? cur + n * B : nullptr,
                                    drive ? nullptr : bs + n, N, nullptr, static_cast<int>(act)};
@@ -559,7 +573,7 @@ std::vector<torch::Tensor> ring_forward(torch::Tensor x, torch::Tensor h0,
           product<scalar_t>(o, &h_rows, 1, O, b0, b1);
         }
         if (output) {  // out[b, t] = h_t[:, b]
-          transpose(out.data_ptr<scalar_t>() + b0 * T * H + t * H, T * H, cur + b0, B, b1 - b0, H);
+          tile_to_step(out.data_ptr<scalar_t>(), cur, t, T, H, B, b0, b1);
         }
       }
     });
@@ -622,14 +636,13 @@ std::vector<torch::Tensor> ring_backward(std::optional<torch::Tensor> grad_state
       torch::Tensor next_buffer = later.narrow(1, b0, b1 - b0);
       torch::Tensor buffer = here.narrow(1, b0, b1 - b0);
       scalar_t *next = later.data_ptr<scalar_t>(), *dz = here.data_ptr<scalar_t>();
-      const int64_t TH = T * H;
       for (int64_t t = T - 1; t >= 0; --t) {
         // g_t's tile; with no gradient of the states (a last-state loss) g_t is zero but at
         // the last step
         const bool at_last = last.defined() && t == T - 1, given = grad_states || at_last;
         const scalar_t* dy_t = O ? dy.data_ptr<scalar_t>() + t * O * B : nullptr;
         if (grad_states) {
-          transpose(dz + b0, B, g.data_ptr<scalar_t>() + b0 * TH + t * H, TH, H, b1 - b0);
+          step_to_tile(dz, g.data_ptr<scalar_t>(), t, T, H, B, b0, b1);
           if (at_last) buffer.add_(last.narrow(1, b0, b1 - b0));
         } else if (at_last) {
           buffer.copy_(last.narrow(1, b0, b1 - b0));
@@ -653,16 +666,16 @@ std::vector<torch::Tensor> ring_backward(std::optional<torch::Tensor> grad_state
         if (wanted[4]) {
           tap_grad(acc_taps.data(), dz, prev, offs.data(), C, N, B, R, untied, b0, b1);
         }
-        if (wanted[0] && drive) {  // the drive's gradient is dz itself
-          transpose(grad_x.data_ptr<scalar_t>() + b0 * T * I + t * I, T * I, dz + b0, B, b1 - b0,
-                    I);
-        } else if (wanted[0]) {  // grad x_t[i, :] = sum_row V[row, i] dz[row, :], batch first
-          scalar_t* tile = grad_x_tile.data_ptr<scalar_t>();
-          const Target<scalar_t> o{tile, B, nullptr, nullptr, 0, nullptr, kIdentity};
-          const Rows<scalar_t> dz_rows{dz, rows.data(), H, vs, I, 1};
-          product<scalar_t>(o, &dz_rows, 1, I, b0, b1);
-          transpose(grad_x.data_ptr<scalar_t>() + b0 * T * I + t * I, T * I, tile + b0, B,
-                    b1 - b0, I);
+        if (wanted[0]) {  // grad x_t: the drive's is dz itself, else V^T dz; batch first
+          const scalar_t* grad = dz;
+          if (!drive) {  // grad x_t[i, :] = sum_row V[row, i] dz[row, :]
+            scalar_t* tile = grad_x_tile.data_ptr<scalar_t>();
+            const Target<scalar_t> o{tile, B, nullptr, nullptr, 0, nullptr, kIdentity};
+            const Rows<scalar_t> dz_rows{dz, rows.data(), H, vs, I, 1};
+            product<scalar_t>(o, &dz_rows, 1, I, b0, b1);
+            grad = tile;
+          }
+          tile_to_step(grad_x.data_ptr<scalar_t>(), grad, t, T, I, B, b0, b1);
         }
         if (v_by_sums) {  // V's: sum_b dz[row, b] x_t[i, b], blocked like the taps'
           tap_grad(acc_v.data(), dz, xt.data_ptr<scalar_t>() + t * I * B, x_offs.data(), H, 1, B, I,
