@@ -4,6 +4,7 @@ study with its end state. Real packages, local files, no network."""
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import optuna
@@ -130,6 +131,18 @@ def wandb_records(path: Path) -> list:
     return records
 
 
+def finished_wandb_records(path: Path, timeout: float = 60.0) -> list:
+    """The run file's records once its `exit` record is written: `wandb.finish()` returns before
+    W&B's service process has flushed the file (measured: 7 bytes, then 9.5 kB half a second
+    later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = wandb_records(path)
+        if records and records[-1].HasField("exit") or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
+
+
 def items(updates) -> dict[str, str]:
     return {item.key or "/".join(item.nested_key): item.value_json for item in updates}
 
@@ -143,7 +156,7 @@ def test_wandb_offline_files_hold_the_trials_group_config_and_metrics(monkeypatc
     wandb.finish()  # the process's exit would; this test's process goes on
 
     (path,) = run.glob("wandb/offline-run-*/run-*.wandb")
-    records = wandb_records(path)
+    records = finished_wandb_records(path)
     (started,) = [r.run for r in records if r.HasField("run")]
     assert (started.display_name, started.run_group, started.project) == (
         "trial-0003",
