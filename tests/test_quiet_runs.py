@@ -4,10 +4,13 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 
 from tests.helpers import ROOT, tiny_copy_args
+from wave_lightning.fit import check_args
+from wave_lightning.sweep.validate import Checker
 
 NOISE = [
     "litlogger",
@@ -58,3 +61,34 @@ def test_fit_resume_and_analyze_print_no_known_noise(tmp_path):
     )
     assert_quiet(analyzed)
     assert "WaveRNN: speed" in analyzed and "rings.gif" in analyzed
+
+
+def test_a_sweeps_check_prints_nothing_of_lightnings(tmp_path, monkeypatch, caplog):
+    """The checks before a sweep's first trial build each point's trainer: without quiet() each
+    logged the device lines and the cloud tip and (where SLURM is installed, here a fake srun on
+    PATH) warned to use srun."""
+    fake_srun = tmp_path / "srun"
+    fake_srun.write_text("#!/bin/sh\n")
+    fake_srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    for name in ("SLURM_NTASKS", "SLURM_JOB_NAME", "SLURM_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    args = [
+        *tiny_copy_args(),
+        "--trainer.accelerator=cpu",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    lightning_noise = ("GPU available", "The `srun` command is available")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_args(args)  # the control: unquieted, Lightning prints both
+    shown = caplog.text + "".join(str(w.message) for w in caught)
+    assert all(noise in shown for noise in lightning_noise)
+    caplog.clear()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert Checker().refusal(args) is None
+    shown = caplog.text + "".join(str(w.message) for w in caught)
+    assert [noise for noise in (*lightning_noise, *NOISE) if noise in shown] == []

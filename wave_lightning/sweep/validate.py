@@ -17,23 +17,32 @@ from optuna.distributions import CategoricalDistribution
 
 from ..fit import WaveCLI, check_args
 from ..run.configcheck import parser_reason
+from ..run.noise import RANK_ZERO_LOGGERS
 from .objective import point_args
 from .spec import SEED_PARAM, Sweep, SweepFileError
 from .storage import grid_points
 
+# What a check would print of Lightning's: the seed line, the trainer's device lines
+# ("GPU available: ..."), the cloud tips (rank_zero_info) and, where SLURM is installed, the
+# hint to run under srun, once per checked point before a sweep's first trial
+QUIET_LOGGERS = ("lightning.fabric.utilities.seed", *RANK_ZERO_LOGGERS)
+
 
 @contextmanager
 def quiet():
-    """No 'Seed set to' line and no warning of LightningCLI about sys.argv during a check."""
-    seed_logger = logging.getLogger("lightning.fabric.utilities.seed")
-    level = seed_logger.level
-    seed_logger.setLevel(logging.WARNING)
+    """Nothing of Lightning's printed during a check: a check starts no run to report on."""
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            warnings.filterwarnings("ignore", message="The `srun` command is available")
             yield
     finally:
-        seed_logger.setLevel(level)
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
 
 
 class Checker:
