@@ -15,7 +15,8 @@ for sweep in \
   sweeps/copy_grid_authors_t20_60k_cpu.yaml \
   sweeps/adding_irnn_long_cpu.yaml \
   sweeps/copy_table4_t30_60k_seeds_cpu.yaml \
-  sweeps/copy_table4_authors_t20_60k_seeds_cpu.yaml; do
+  sweeps/copy_table4_authors_t20_60k_seeds_cpu.yaml \
+  sweeps/adding_wrnn_long_cpu.yaml; do
   start=$(date +%s)
   echo "$(date -Is) start $sweep"
   "$bin/wave-lightning" sweep run "$sweep" --workers 1 --threads 1
