@@ -27,6 +27,15 @@ def cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
+def path_with_fake(directory: Path, name: str, script: str) -> str:
+    """PATH with an executable shell `script` named `name` in `directory` found first (a stand-in
+    for a real command: srun, scontrol, another ninja)."""
+    fake = directory / name
+    fake.write_text(script)
+    fake.chmod(0o755)
+    return f"{directory}{os.pathsep}{os.environ['PATH']}"
+
+
 def tiny_copy_args(**data: object) -> list[str]:
     """`fit` arguments of a copy-task run with a tiny wRNN (2 rings of 8 units); `data` sets
     CopyTask's arguments (--data.KEY=VALUE)."""

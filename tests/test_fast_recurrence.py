@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, path_with_fake
 from wave_lightning.nn import IRNN, LocalRNN, WaveRNN
 from wave_lightning.nn.kernels import cpp_ring
 
@@ -386,11 +386,10 @@ def test_a_first_build_says_so_in_one_line(monkeypatch, tmp_path, capsys):
 
 
 def test_the_build_uses_the_ninja_package_whatever_ninja_comes_first_on_path(tmp_path):
-    fake = tmp_path / "ninja"  # another ninja first on PATH, as outside an activated venv
-    fake.write_text(f"#!/bin/sh\ntouch {tmp_path / 'fake-ran'}\nexit 1\n")
-    fake.chmod(0o755)
+    # another ninja first on PATH, as outside an activated venv
+    path = path_with_fake(tmp_path, "ninja", f"#!/bin/sh\ntouch {tmp_path / 'fake-ran'}\nexit 1\n")
     code = "from wave_lightning.nn.kernels import cpp_ring; cpp_ring.extension(); print('loaded')"
-    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": path}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "loaded", result.stderr[-2000:]
     assert not (tmp_path / "fake-ran").exists()

@@ -12,7 +12,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from tests.helpers import tiny_copy_args
+from tests.helpers import path_with_fake, tiny_copy_args
 from wave_lightning.run.folder import RunFolder
 from wave_lightning.run.preemption import PREEMPTED_EXIT
 
@@ -185,11 +185,9 @@ kill -TERM $PPID
 def test_slurm_sigusr1_requeues_and_checkpoints(tmp_path, stopped_by_sigterm):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text(FAKE_SCONTROL)
-    (bin_dir / "scontrol").chmod(0o755)
     log = tmp_path / "scontrol.log"
     env = clean_env(
-        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        PATH=path_with_fake(bin_dir, "scontrol", FAKE_SCONTROL),
         SCONTROL_LOG=str(log),
         SLURM_NTASKS="1",
         SLURM_NTASKS_PER_NODE="1",

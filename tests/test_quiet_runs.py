@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from tests.helpers import ROOT, tiny_copy_args
+from tests.helpers import ROOT, path_with_fake, tiny_copy_args
 from wave_lightning.fit import check_args
 from wave_lightning.sweep.validate import Checker
 
@@ -67,10 +67,7 @@ def test_a_sweeps_check_prints_nothing_of_lightnings(tmp_path, monkeypatch, capl
     """The checks before a sweep's first trial build each point's trainer: without quiet() each
     logged the device lines and the cloud tip and (where SLURM is installed, here a fake srun on
     PATH) warned to use srun."""
-    fake_srun = tmp_path / "srun"
-    fake_srun.write_text("#!/bin/sh\n")
-    fake_srun.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", path_with_fake(tmp_path, "srun", "#!/bin/sh\n"))
     for name in ("SLURM_NTASKS", "SLURM_JOB_NAME", "SLURM_JOB_ID"):
         monkeypatch.delenv(name, raising=False)
     args = [
